@@ -1,0 +1,35 @@
+# CrowdTick: the commands of DESIGN.md. `make run` and `make test` need nothing but Python 3.12+.
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint migrate stack bench bench-live loadtest chaos soak screenshots clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || { python=$$(scripts/find-python) && $$python -m venv $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+## make run: the whole site (HTTP and WebSockets) on embedded defaults, at http://127.0.0.1:8000
+run: $(VENV)/.installed
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --no-input
+	DEBUG=$${DEBUG:-1} $(VENV)/bin/uvicorn crowdtick.asgi:application --host $(HOST) --port $(PORT) --ws websockets
+
+## make test: the whole suite; against PostgreSQL, Redis and Celery too when DATABASE_URL and REDIS_URL are set
+test: $(VENV)/.installed
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+migrate: $(VENV)/.installed
+	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --no-input
+
+## make screenshots: landing, poll, results and owner pages at phone and desktop width, into docs/screenshots/
+screenshots: $(VENV)/.installed
+	DEBUG=1 $(PY) scripts/screenshots.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

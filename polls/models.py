@@ -1,0 +1,134 @@
+"""The record: polls, their choices and the ballots cast on them.
+
+Models hold single-row truths. Anything touching several rows, or with side effects,
+lives in `polls.services` (writes) and `polls.selectors` (reads).
+"""
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from django.db import models
+from django.utils import timezone
+
+# Letters and digits that cannot be confused when read off a screen (no 0/o, 1/l/i).
+SLUG_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+SLUG_LENGTH = 10  # ~50 bits: short enough to type, too many to enumerate.
+
+QUESTION_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 1000
+CHOICE_MAX_LENGTH = 120
+MIN_CHOICES = 2
+MAX_CHOICES = 20
+VOTER_KEY_MAX_LENGTH = 64
+
+
+def new_slug() -> str:
+    return "".join(secrets.choice(SLUG_ALPHABET) for _ in range(SLUG_LENGTH))
+
+
+def hash_owner_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Poll(models.Model):
+    class Visibility(models.TextChoices):
+        ALWAYS = "always", "Always"
+        AFTER_VOTE = "after_vote", "After voting"
+        AFTER_CLOSE = "after_close", "After the poll closes"
+
+    class Dedupe(models.TextChoices):
+        BROWSER = "browser", "One vote per browser"
+        IP = "ip", "One vote per browser and per network address"
+        NONE = "none", "No limit"
+
+    slug = models.CharField(max_length=16, unique=True, default=new_slug, editable=False)
+    question = models.CharField(max_length=QUESTION_MAX_LENGTH)
+    description = models.TextField(max_length=DESCRIPTION_MAX_LENGTH, blank=True)
+    max_choices = models.PositiveSmallIntegerField(default=1)
+    opens_at = models.DateTimeField(null=True, blank=True)
+    closes_at = models.DateTimeField(null=True, blank=True)
+    closed = models.BooleanField(default=False, help_text="Closed by hand by the owner.")
+    results_visibility = models.CharField(max_length=16, choices=Visibility, default=Visibility.ALWAYS)
+    dedupe = models.CharField(max_length=8, choices=Dedupe, default=Dedupe.BROWSER)
+    owner_token_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        indexes = [
+            # The reconciler and the deadline task scan polls that may still take votes.
+            models.Index(fields=["closes_at"], name="poll_closes_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.question
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.max_choices > 1
+
+    @property
+    def group_name(self) -> str:
+        """The channel-layer group its live viewers join."""
+        return f"poll.{self.slug}"
+
+    def is_open(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        if self.closed:
+            return False
+        if self.opens_at and now < self.opens_at:
+            return False
+        if self.closes_at and now >= self.closes_at:
+            return False
+        return True
+
+    def owner_token_matches(self, token: str) -> bool:
+        # Constant-time, so the comparison leaks nothing about how much of a guess was right.
+        return hmac.compare_digest(self.owner_token_hash, hash_owner_token(token))
+
+
+class Choice(models.Model):
+    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="choices")
+    text = models.CharField(max_length=CHOICE_MAX_LENGTH)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [models.UniqueConstraint(fields=["poll", "position"], name="choice_unique_position")]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def bit(self) -> int:
+        """This choice's bit in `Ballot.choice_mask`."""
+        return 1 << self.position
+
+
+class Ballot(models.Model):
+    """One voter's answer to one poll.
+
+    The chosen choices are a bit mask of their positions (a poll has at most 20), so a vote is
+    a single-row `INSERT … ON CONFLICT DO NOTHING` and per-choice counts are one aggregate query.
+    """
+
+    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="ballots")
+    voter_key = models.CharField(max_length=VOTER_KEY_MAX_LENGTH)
+    # Salted hash of the client address; set as `ip_key` too when the poll dedupes by address.
+    ip_hash = models.CharField(max_length=64, blank=True)
+    ip_key = models.CharField(max_length=64, null=True, blank=True)
+    choice_mask = models.BigIntegerField()
+    submitted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["poll", "voter_key"], name="ballot_unique_voter"),
+            models.UniqueConstraint(
+                fields=["poll", "ip_key"], condition=models.Q(ip_key__isnull=False), name="ballot_unique_address"
+            ),
+        ]
+        indexes = [
+            # Export and the per-minute chart read a poll's ballots in time order.
+            models.Index(fields=["poll", "submitted_at"], name="ballot_poll_time_idx"),
+        ]

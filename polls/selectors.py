@@ -1,0 +1,112 @@
+"""Reads: polls, results and who may see them."""
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC
+
+from django.db.models import Q
+
+from polls.models import Ballot, Poll
+from polls.tally import tally_get
+
+# Spreadsheet programs run a cell that starts with one of these as a formula.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class ChoiceResult:
+    id: int
+    text: str
+    votes: int
+    percent: int  # share of ballots that picked this choice, rounded
+
+
+@dataclass(frozen=True)
+class PollResults:
+    poll: Poll
+    total: int
+    version: int
+    closed: bool
+    choices: list[ChoiceResult]
+
+    @property
+    def leader_votes(self) -> int:
+        return max((choice.votes for choice in self.choices), default=0)
+
+
+def poll_get(*, slug: str) -> Poll:
+    """The poll with its choices loaded; raises `Poll.DoesNotExist` for unknown slugs."""
+    return Poll.objects.prefetch_related("choices").get(slug=slug)
+
+
+def poll_get_for_owner(*, slug: str, token: str) -> Poll:
+    """The poll if `token` is its owner token; raises `Poll.DoesNotExist` otherwise."""
+    poll = poll_get(slug=slug)
+    if not poll.owner_token_matches(token):
+        raise Poll.DoesNotExist
+    return poll
+
+
+def poll_results(*, poll: Poll) -> PollResults:
+    tally = tally_get(poll)
+    choices = []
+    for choice in poll.choices.all():
+        votes = tally.counts.get(choice.id, 0)
+        percent = round(100 * votes / tally.total) if tally.total else 0
+        choices.append(ChoiceResult(id=choice.id, text=choice.text, votes=votes, percent=percent))
+    return PollResults(poll=poll, total=tally.total, version=tally.version, closed=not poll.is_open(), choices=choices)
+
+
+def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:
+    if not voter_key:
+        return False
+    # Polls without duplicate protection store each of a voter's ballots as "<key>~<random>".
+    return Ballot.objects.filter(Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~"), poll=poll).exists()
+
+
+def results_visible(*, poll: Poll, has_voted: bool, is_owner: bool = False) -> bool:
+    """Whether results may be shown: the owner always; others as the poll's visibility says."""
+    if is_owner or poll.results_visibility == Poll.Visibility.ALWAYS:
+        return True
+    if not poll.is_open():
+        return True
+    return poll.results_visibility == Poll.Visibility.AFTER_VOTE and has_voted
+
+
+def results_hidden_reason(*, poll: Poll) -> str:
+    if poll.results_visibility == Poll.Visibility.AFTER_VOTE:
+        return "Results appear here once you have voted."
+    return "Results will be shown when the poll closes."
+
+
+def ballots_csv_rows(*, poll: Poll) -> Iterator[list[str]]:
+    """The CSV export: a header, then each ballot's time (UTC) and chosen texts.
+
+    No voter keys or address hashes leave the record, and cells that a spreadsheet would run as
+    a formula are prefixed with an apostrophe.
+    """
+    choices = list(poll.choices.all())
+    yield ["submitted_at", "choices"]
+    ballots = Ballot.objects.filter(poll=poll).order_by("submitted_at", "id").values_list("submitted_at", "choice_mask")
+    for submitted_at, mask in ballots.iterator(chunk_size=2000):
+        texts = "; ".join(choice.text for choice in choices if mask & choice.bit)
+        when = submitted_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        yield [when, _neutralise_formula(texts)]
+
+
+def _neutralise_formula(cell: str) -> str:
+    return f"'{cell}" if cell.startswith(_FORMULA_PREFIXES) else cell
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for streaming CSV."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def ballots_csv_lines(*, poll: Poll) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    for row in ballots_csv_rows(poll=poll):
+        yield writer.writerow(row)

@@ -1,0 +1,224 @@
+"""Writes: every business rule that changes a poll or its ballots lives here.
+
+Functions take keyword-only arguments and raise `django.core.exceptions.ValidationError`
+(bad input, with a message per field) or a `VoteRejected` subclass (a vote that cannot count).
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from polls.ballot_box import ballot_insert
+from polls.models import (
+    CHOICE_MAX_LENGTH,
+    MAX_CHOICES,
+    MIN_CHOICES,
+    VOTER_KEY_MAX_LENGTH,
+    Choice,
+    Poll,
+    hash_owner_token,
+)
+from polls.tally import tally_mark_changed, tally_record_ballot
+
+
+class VoteRejected(Exception):
+    """A vote that cannot be counted; `message` is shown to the voter as it is."""
+
+    message = "This vote cannot be counted."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+
+
+class PollClosed(VoteRejected):
+    message = "This poll is closed: it no longer takes votes."
+
+
+class PollNotOpenYet(PollClosed):
+    message = "This poll is not open yet."
+
+
+class InvalidChoices(VoteRejected):
+    message = "Pick one of the poll's choices."
+
+
+class VoterRequired(VoteRejected):
+    message = "A voter key is required to vote in this poll."
+
+
+class AlreadyVoted(VoteRejected):
+    message = "You have already voted in this poll; your first vote counts."
+
+
+@dataclass(frozen=True)
+class CastBallot:
+    poll: Poll
+    choice_ids: list[int]
+    voter_key: str
+
+
+def poll_create(
+    *,
+    question: str,
+    choices: Sequence[str],
+    description: str = "",
+    max_choices: int = 1,
+    opens_at: datetime | None = None,
+    closes_at: datetime | None = None,
+    results_visibility: str = Poll.Visibility.ALWAYS,
+    dedupe: str = Poll.Dedupe.BROWSER,
+) -> tuple[Poll, str]:
+    """Creates a poll and its choices; returns the poll and its owner token.
+
+    The token is returned in clear only here: the record keeps its hash, so the creator must
+    be shown the owner link now or never.
+    """
+    texts = [text.strip() for text in choices if text and text.strip()]
+    _validate_choices(texts, max_choices=max_choices)
+    now = timezone.now()
+    if closes_at is not None and closes_at <= now:
+        raise ValidationError({"closes_at": "The deadline must be in the future."})
+    if opens_at is not None and closes_at is not None and opens_at >= closes_at:
+        raise ValidationError({"opens_at": "The poll must open before it closes."})
+
+    owner_token = secrets.token_urlsafe(32)
+    poll = Poll(
+        question=(question or "").strip(),
+        description=(description or "").strip(),
+        max_choices=max_choices,
+        opens_at=opens_at,
+        closes_at=closes_at,
+        results_visibility=results_visibility,
+        dedupe=dedupe,
+        owner_token_hash=hash_owner_token(owner_token),
+    )
+    poll.full_clean(exclude=["slug"])
+    with transaction.atomic():
+        poll.save()
+        Choice.objects.bulk_create(Choice(poll=poll, text=text, position=i) for i, text in enumerate(texts))
+    return poll, owner_token
+
+
+def _validate_choices(texts: list[str], *, max_choices: int) -> None:
+    if len(texts) < MIN_CHOICES:
+        raise ValidationError({"choices": f"Give at least {MIN_CHOICES} choices."})
+    if len(texts) > MAX_CHOICES:
+        raise ValidationError({"choices": f"A poll can have at most {MAX_CHOICES} choices."})
+    too_long = [text for text in texts if len(text) > CHOICE_MAX_LENGTH]
+    if too_long:
+        raise ValidationError({"choices": f"Each choice can be at most {CHOICE_MAX_LENGTH} characters."})
+    if len({text.casefold() for text in texts}) != len(texts):
+        raise ValidationError({"choices": "Each choice must be different."})
+    if not 1 <= max_choices <= len(texts):
+        raise ValidationError(
+            {"max_choices": f"Voters can pick between 1 and {len(texts)} choices (the number of choices)."}
+        )
+
+
+def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, ip_address: str | None) -> CastBallot:
+    """Counts one ballot, or raises `VoteRejected` saying why not.
+
+    The ballot is committed before this returns (callers answer 2xx only then); the cached
+    tally is updated after the commit, and losing that update never loses the vote.
+    """
+    now = timezone.now()
+    if not poll.is_open(now):
+        raise PollNotOpenYet() if poll.opens_at and now < poll.opens_at and not poll.closed else PollClosed()
+    chosen = _chosen_choices(poll, choice_ids)
+
+    if poll.dedupe == Poll.Dedupe.NONE:
+        # Every call is a new ballot; the prefix still tells the page this browser has voted.
+        voter_key = f"{(voter_key or 'anonymous')[: VOTER_KEY_MAX_LENGTH - 20]}~{secrets.token_urlsafe(12)}"
+    elif not voter_key:
+        raise VoterRequired()
+    ip_hash = client_address_hash(poll=poll, ip_address=ip_address)
+
+    ballot_id = ballot_insert(
+        poll_id=poll.id,
+        voter_key=voter_key,
+        ip_hash=ip_hash,
+        ip_key=ip_hash if poll.dedupe == Poll.Dedupe.IP and ip_hash else None,
+        choice_mask=sum(choice.bit for choice in chosen),
+        submitted_at=now,
+    )
+    if ballot_id is None:
+        raise AlreadyVoted()
+    chosen_ids = [choice.id for choice in chosen]
+    transaction.on_commit(lambda: tally_record_ballot(poll_id=poll.id, choice_ids=chosen_ids))
+    return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key)
+
+
+def _chosen_choices(poll: Poll, choice_ids: Sequence[int]) -> list[Choice]:
+    wanted = set(choice_ids)
+    if not wanted:
+        raise InvalidChoices("Pick at least one choice.")
+    if len(wanted) != len(choice_ids):
+        raise InvalidChoices("Each choice can be picked only once.")
+    if len(wanted) > poll.max_choices:
+        raise InvalidChoices(
+            "Pick only one choice." if poll.max_choices == 1 else f"Pick at most {poll.max_choices} choices."
+        )
+    chosen = [choice for choice in poll.choices.all() if choice.id in wanted]
+    if len(chosen) != len(wanted):
+        raise InvalidChoices("That choice is not part of this poll.")
+    return chosen
+
+
+def client_address_hash(*, poll: Poll, ip_address: str | None) -> str:
+    """A salted, per-poll hash of the client's network: the address is never stored.
+
+    IPv6 clients are hashed by their /64, the block one household or phone usually holds.
+    """
+    if not ip_address:
+        return ""
+    try:
+        address = ipaddress.ip_address(ip_address)
+    except ValueError:
+        return ""
+    network = ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address
+    message = f"{poll.id}:{network}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def poll_close(*, poll: Poll) -> Poll:
+    poll.closed = True
+    poll.save(update_fields=["closed"])
+    tally_mark_changed(poll_id=poll.id)
+    return poll
+
+
+def poll_reopen(*, poll: Poll) -> Poll:
+    """Takes votes again; a deadline already passed is cleared, or reopening would do nothing."""
+    poll.closed = False
+    if poll.closes_at and poll.closes_at <= timezone.now():
+        poll.closes_at = None
+    poll.save(update_fields=["closed", "closes_at"])
+    tally_mark_changed(poll_id=poll.id)
+    return poll
+
+
+def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visibility: str) -> Poll:
+    """Sets or clears the deadline and changes who may see results."""
+    if closes_at is not None and closes_at <= timezone.now():
+        raise ValidationError({"closes_at": "The deadline must be in the future."})
+    poll.closes_at = closes_at
+    poll.results_visibility = results_visibility
+    poll.full_clean(exclude=["slug"])
+    poll.save(update_fields=["closes_at", "results_visibility"])
+    tally_mark_changed(poll_id=poll.id)
+    return poll
+
+
+def poll_delete(*, poll: Poll) -> None:
+    """Deletes the poll with its choices and ballots, for good."""
+    poll.delete()

@@ -1,0 +1,203 @@
+"""Tallies: per-choice counts, total and version of each poll.
+
+PostgreSQL (the ballots) is the record; Redis holds a cache of each poll's tally so that
+reading results costs one `HGETALL` instead of an aggregate over every ballot. Without Redis
+(embedded mode, or Redis down) tallies are computed from the record.
+
+`version` counts the ballots a tally includes, so it grows with every counted ballot and
+never goes back while the record only grows.
+
+Redis keys:
+- `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
+- `tally:changed`: set of poll ids whose results changed since the broadcaster last looked;
+- `tally:stale`: set of poll ids whose cached tally may miss a ballot (see `_RECORD_BALLOT`).
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+from django.db.models import Count, F, Sum
+
+from polls.models import Ballot, Poll
+from polls.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+CHANGED_KEY = "tally:changed"
+STALE_KEY = "tally:stale"
+# Seconds a tally computed from the record is reused in-process while Redis is down.
+FALLBACK_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Tally:
+    counts: dict[int, int]  # choice id -> selections
+    total: int
+    version: int
+
+
+def tally_key(poll_id: int) -> str:
+    return f"tally:{poll_id}"
+
+
+def tally_from_record(poll: Poll) -> Tally:
+    """Counts every ballot of `poll` in one aggregate query."""
+    choices = list(poll.choices.all())
+    # Summing `mask & bit` over the ballots gives (selections of that choice) × bit.
+    sums = {f"c{choice.id}": Sum(F("choice_mask").bitand(choice.bit)) for choice in choices}
+    row = Ballot.objects.filter(poll=poll).aggregate(total=Count("id"), **sums)
+    counts = {choice.id: int(row[f"c{choice.id}"] or 0) // choice.bit for choice in choices}
+    return Tally(counts=counts, total=row["total"], version=row["total"])
+
+
+# Increments only a tally that exists: creating a partial one from a single ballot would
+# show wrong counts. When it is missing the poll is marked stale instead, so the reconciler
+# rebuilds it even if a concurrent rebuild read the record before this ballot committed.
+_RECORD_BALLOT = """
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return 0
+end
+for i = 2, #ARGV do
+  redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[i], 1)
+end
+redis.call('HINCRBY', KEYS[1], 'total', 1)
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+
+# Replaces a tally only if no ballot was counted since `expected_version` was read
+# (-1: only if there is no tally), so a rebuild never overwrites a newer increment.
+_REPLACE_IF_UNCHANGED = """
+local current = redis.call('HGET', KEYS[1], 'version')
+if (current == false and ARGV[1] ~= '-1') or (current ~= false and current ~= ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
+class _EmbeddedChanges:
+    """The changed-poll marks of embedded mode, where everything runs in one process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._poll_ids: set[int] = set()
+
+    def add(self, poll_id: int) -> None:
+        with self._lock:
+            self._poll_ids.add(poll_id)
+
+    def pop_all(self) -> set[int]:
+        with self._lock:
+            poll_ids, self._poll_ids = self._poll_ids, set()
+        return poll_ids
+
+
+_embedded_changes = _EmbeddedChanges()
+_fallback_cache: dict[int, tuple[float, Tally]] = {}
+
+
+def tally_record_ballot(*, poll_id: int, choice_ids: list[int]) -> None:
+    """Counts one committed ballot in the cached tally and marks the poll changed.
+
+    Runs after the ballot's commit. A Redis failure is logged and swallowed: the vote is
+    already in the record, and the reconciler repairs the tally when Redis is back.
+    """
+    client = get_redis()
+    if client is None:
+        _embedded_changes.add(poll_id)
+        return
+    try:
+        client.eval(_RECORD_BALLOT, 3, tally_key(poll_id), CHANGED_KEY, STALE_KEY, poll_id, *choice_ids)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll_id)
+
+
+def tally_mark_changed(*, poll_id: int) -> None:
+    """Asks the broadcaster to push this poll again (e.g. after it was closed)."""
+    client = get_redis()
+    if client is None:
+        _embedded_changes.add(poll_id)
+        return
+    try:
+        client.sadd(CHANGED_KEY, poll_id)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: poll %s not marked changed", poll_id)
+
+
+def tally_pop_changed() -> set[int]:
+    """The ids of polls whose results changed since the last call (for the broadcaster)."""
+    client = get_redis()
+    if client is None:
+        return _embedded_changes.pop_all()
+    poll_ids = client.spop(CHANGED_KEY, 10_000) or []
+    return {int(poll_id) for poll_id in poll_ids}
+
+
+def tally_get(poll: Poll) -> Tally:
+    """The poll's tally: from Redis, rebuilt from the record on a miss, or from the record alone."""
+    client = get_redis()
+    if client is None:
+        return tally_from_record(poll)
+    try:
+        cached = client.hgetall(tally_key(poll.id))
+        if cached:
+            return _tally_from_hash(cached)
+        tally = tally_from_record(poll)
+        _store(client, poll.id, tally, expected_version=-1)
+        return tally
+    except redis.RedisError:
+        return _tally_from_record_cached(poll)
+
+
+def tally_reconcile(poll: Poll) -> bool:
+    """Makes the cached tally equal the record; True when it had drifted and was repaired."""
+    client = get_redis()
+    if client is None:
+        return False
+    cached = client.hgetall(tally_key(poll.id))
+    expected_version = int(cached["version"]) if cached else -1
+    tally = tally_from_record(poll)
+    if cached and _tally_from_hash(cached) == tally:
+        client.srem(STALE_KEY, poll.id)
+        return False
+    repaired = _store(client, poll.id, tally, expected_version=expected_version)
+    if repaired:
+        client.srem(STALE_KEY, poll.id)
+        client.sadd(CHANGED_KEY, poll.id)
+    return repaired
+
+
+def tally_stale_poll_ids() -> set[int]:
+    client = get_redis()
+    if client is None:
+        return set()
+    return {int(poll_id) for poll_id in client.smembers(STALE_KEY)}
+
+
+def _store(client: redis.Redis, poll_id: int, tally: Tally, *, expected_version: int) -> bool:
+    fields: list[str | int] = ["total", tally.total, "version", tally.version]
+    for choice_id, votes in tally.counts.items():
+        fields += [f"c:{choice_id}", votes]
+    return bool(client.eval(_REPLACE_IF_UNCHANGED, 1, tally_key(poll_id), expected_version, *fields))
+
+
+def _tally_from_hash(cached: dict[str, str]) -> Tally:
+    counts = {int(field[2:]): int(value) for field, value in cached.items() if field.startswith("c:")}
+    return Tally(counts=counts, total=int(cached.get("total", 0)), version=int(cached.get("version", 0)))
+
+
+def _tally_from_record_cached(poll: Poll) -> Tally:
+    now = time.monotonic()
+    hit = _fallback_cache.get(poll.id)
+    if hit and now - hit[0] < FALLBACK_CACHE_SECONDS:
+        return hit[1]
+    tally = tally_from_record(poll)
+    _fallback_cache[poll.id] = (now, tally)
+    return tally

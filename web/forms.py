@@ -1,0 +1,119 @@
+"""HTML forms: they parse what a browser sends; the rules themselves live in polls.services."""
+
+import zoneinfo
+from datetime import UTC
+
+from django import forms
+from django.utils import timezone
+
+from polls.models import CHOICE_MAX_LENGTH, DESCRIPTION_MAX_LENGTH, MAX_CHOICES, QUESTION_MAX_LENGTH, Poll
+
+INITIAL_CHOICE_ROWS = 3
+
+
+class ChoiceRowsWidget(forms.Widget):
+    """Any number of `choices` inputs, one per row; rows are added by HTMX or a plain submit."""
+
+    def value_from_datadict(self, data, files, name):
+        return data.getlist(name) if hasattr(data, "getlist") else data.get(name, [])
+
+
+class ChoiceRowsField(forms.Field):
+    widget = ChoiceRowsWidget
+
+    def to_python(self, value):
+        rows = [str(text).strip() for text in (value or [])]
+        return [text for text in rows if text]
+
+    def validate(self, value):
+        super().validate(value)
+        for text in value:
+            if len(text) > CHOICE_MAX_LENGTH:
+                raise forms.ValidationError(f"Each choice can be at most {CHOICE_MAX_LENGTH} characters.")
+            if "\x00" in text:
+                raise forms.ValidationError("Choices cannot contain NUL characters.")
+
+
+class LocalDateTimeField(forms.DateTimeField):
+    """A `datetime-local` input, read in the browser's time zone (sent as `tz` by app.js)."""
+
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
+
+
+class BrowserTimeZoneMixin:
+    """Reads `closes_at` as wall-clock time in the browser's zone (the hidden `tz` field).
+
+    Without JavaScript no zone is sent and the time is read as UTC, which the form says.
+    """
+
+    def clean_tz(self):
+        try:
+            return zoneinfo.ZoneInfo(self.cleaned_data.get("tz") or "UTC")
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return zoneinfo.ZoneInfo("UTC")
+
+    def clean(self):
+        data = super().clean()
+        closes_at = data.get("closes_at")
+        if closes_at is not None:
+            # Django read the naive input as UTC; re-read the same wall-clock time in the browser's zone.
+            naive = timezone.make_naive(closes_at, UTC)
+            data["closes_at"] = timezone.make_aware(naive, data.get("tz") or zoneinfo.ZoneInfo("UTC"))
+        return data
+
+
+class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
+    question = forms.CharField(max_length=QUESTION_MAX_LENGTH)
+    description = forms.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, widget=forms.Textarea)
+    choices = ChoiceRowsField(error_messages={"required": "Give at least 2 choices."})
+    allow_multiple = forms.BooleanField(required=False)
+    max_choices = forms.IntegerField(min_value=1, max_value=MAX_CHOICES, required=False)
+    closes_at = LocalDateTimeField(required=False)
+    results_visibility = forms.ChoiceField(choices=Poll.Visibility, initial=Poll.Visibility.ALWAYS)
+    dedupe = forms.ChoiceField(choices=Poll.Dedupe, initial=Poll.Dedupe.BROWSER)
+    tz = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("allow_multiple"):
+            data["max_choices"] = 1
+        elif not data.get("max_choices"):
+            data["max_choices"] = max(len(data.get("choices") or []), 1)
+        return data
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            key: data[key]
+            for key in (
+                "question",
+                "description",
+                "choices",
+                "max_choices",
+                "closes_at",
+                "results_visibility",
+                "dedupe",
+            )
+        }
+
+
+class VoteForm(forms.Form):
+    """The voter's pick: radio buttons for single choice, checkboxes for multiple."""
+
+    choice = forms.TypedMultipleChoiceField(
+        coerce=int,
+        error_messages={
+            "required": "Pick a choice before voting.",
+            "invalid_choice": "That choice is not part of this poll.",
+        },
+    )
+
+    def __init__(self, *args, poll: Poll, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["choice"].choices = [(choice.id, choice.text) for choice in poll.choices.all()]
+
+
+class PollSettingsForm(BrowserTimeZoneMixin, forms.Form):
+    closes_at = LocalDateTimeField(required=False)
+    results_visibility = forms.ChoiceField(choices=Poll.Visibility)
+    tz = forms.CharField(required=False, widget=forms.HiddenInput)

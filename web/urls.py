@@ -1,0 +1,24 @@
+from django.urls import path
+
+from web import views
+
+app_name = "web"
+
+urlpatterns = [
+    path("", views.landing, name="landing"),
+    path("polls/new/", views.poll_create, name="poll_create"),
+    path("polls/new/choice-row/", views.choice_row, name="choice_row"),
+    path("p/<str:slug>/", views.poll_detail, name="poll"),
+    path("p/<str:slug>/vote/", views.vote, name="vote"),
+    path("p/<str:slug>/results/", views.results, name="results"),
+    path("p/<str:slug>/live/", views.live, name="live"),
+    path("p/<str:slug>/qr.svg", views.qr_svg, name="qr"),
+    path("p/<str:slug>/manage/<str:token>/", views.manage, name="manage"),
+    path("p/<str:slug>/manage/<str:token>/close/", views.manage_close, name="manage_close"),
+    path("p/<str:slug>/manage/<str:token>/reopen/", views.manage_reopen, name="manage_reopen"),
+    path("p/<str:slug>/manage/<str:token>/settings/", views.manage_settings, name="manage_settings"),
+    path("p/<str:slug>/manage/<str:token>/delete/", views.manage_delete, name="manage_delete"),
+    path("p/<str:slug>/manage/<str:token>/export.csv", views.manage_export, name="manage_export"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+]

@@ -1,0 +1,230 @@
+"""HTML views: thin doors that parse, call a service or selector, and render.
+
+Every page works without JavaScript (forms post and redirect); with HTMX the same URL
+returns only the fragment that changes.
+"""
+
+import segno
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from crowdtick.health import readiness
+from polls import selectors, services
+from polls.models import Poll
+from web.forms import INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
+from web.voter import client_ip, remember_voter, voter_key_for, voter_key_from_cookie
+
+# Status codes for votes that cannot count, so scripts and tests can tell them apart.
+_VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403}
+
+
+def _poll_or_404(slug: str) -> Poll:
+    try:
+        return selectors.poll_get(slug=slug)
+    except Poll.DoesNotExist:
+        raise Http404("No poll lives at this address.") from None
+
+
+def _owned_poll_or_404(slug: str, token: str) -> Poll:
+    try:
+        return selectors.poll_get_for_owner(slug=slug, token=token)
+    except Poll.DoesNotExist:
+        raise Http404("No poll lives at this address.") from None
+
+
+def share_url(request: HttpRequest, poll: Poll) -> str:
+    return request.build_absolute_uri(reverse("web:poll", args=[poll.slug]))
+
+
+def _results_context(request: HttpRequest, poll: Poll, *, is_owner: bool = False, voter_key: str | None = None) -> dict:
+    """What every results-showing page needs; `voter_key` overrides the cookie's (a first vote sets it)."""
+    voter_key = voter_key or voter_key_from_cookie(request)
+    has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
+    visible = selectors.results_visible(poll=poll, has_voted=has_voted, is_owner=is_owner)
+    return {
+        "poll": poll,
+        "has_voted": has_voted,
+        "results": selectors.poll_results(poll=poll) if visible else None,
+        "hidden_reason": None if visible else selectors.results_hidden_reason(poll=poll),
+        "share_url": share_url(request, poll),
+    }
+
+
+@require_GET
+def landing(request: HttpRequest) -> TemplateResponse:
+    return TemplateResponse(
+        request, "landing.html", {"form": PollCreateForm(), "choice_rows": [""] * INITIAL_CHOICE_ROWS}
+    )
+
+
+@require_GET
+def choice_row(request: HttpRequest) -> TemplateResponse:
+    """One more empty choice row, swapped into the create form by HTMX."""
+    return TemplateResponse(request, "landing.html#choice-row", {"text": ""})
+
+
+@require_POST
+def poll_create(request: HttpRequest) -> HttpResponse:
+    form = PollCreateForm(request.POST)
+    rows = request.POST.getlist("choices")
+    if "add_choice" in request.POST:
+        # The no-JavaScript way to add a row: show the same form again with one more.
+        return TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows + [""], "adding": True})
+    if form.is_valid():
+        try:
+            poll, owner_token = services.poll_create(**form.service_kwargs())
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            url = reverse("web:manage", args=[poll.slug, owner_token]) + "?created=1"
+            return redirect(url)
+    rows = rows if len(rows) >= 2 else rows + [""] * (2 - len(rows))
+    return TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows}, status=400)
+
+
+@require_GET
+def poll_detail(request: HttpRequest, slug: str) -> TemplateResponse:
+    poll = _poll_or_404(slug)
+    context = _results_context(request, poll)
+    context["form"] = VoteForm(poll=poll)
+    return TemplateResponse(request, "poll.html", context)
+
+
+@require_POST
+def vote(request: HttpRequest, slug: str) -> HttpResponse:
+    poll = _poll_or_404(slug)
+    form = VoteForm(request.POST, poll=poll)
+    status = 400
+    if form.is_valid():
+        try:
+            services.vote_cast(
+                poll=poll,
+                choice_ids=form.cleaned_data["choice"],
+                voter_key=voter_key_for(request),
+                ip_address=client_ip(request),
+            )
+        except services.VoteRejected as rejection:
+            form.add_error(None, rejection.message)
+            status = next((code for kind, code in _VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+        else:
+            if not request.htmx:
+                return remember_voter(request, redirect("web:poll", slug=poll.slug))
+            context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"just_voted": True}
+            return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
+    context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form}
+    template = "poll.html#poll-body" if request.htmx else "poll.html"
+    return remember_voter(request, TemplateResponse(request, template, context, status=status))
+
+
+@require_GET
+def results(request: HttpRequest, slug: str) -> TemplateResponse:
+    poll = _poll_or_404(slug)
+    return TemplateResponse(request, "results.html", _results_context(request, poll))
+
+
+@require_GET
+def live(request: HttpRequest, slug: str) -> TemplateResponse:
+    poll = _poll_or_404(slug)
+    theme = request.GET.get("theme") if request.GET.get("theme") in ("dark", "light") else "dark"
+    context = _results_context(request, poll) | {"theme": theme, "overlay": request.GET.get("overlay") == "1"}
+    return TemplateResponse(request, "live.html", context)
+
+
+@require_GET
+@cache_control(public=True, max_age=3600)
+def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
+    poll = _poll_or_404(slug)
+    qr = segno.make(share_url(request, poll), error="m")
+    svg = qr.svg_inline(scale=8, border=2, dark="#000", light="#fff", title=f"QR code for {poll.question}")
+    return HttpResponse(svg, content_type="image/svg+xml")
+
+
+@require_GET
+def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
+    poll = _owned_poll_or_404(slug, token)
+    return _manage_page(
+        request,
+        poll,
+        token,
+        PollSettingsForm(
+            initial={
+                "closes_at": poll.closes_at,
+                "results_visibility": poll.results_visibility,
+            }
+        ),
+    )
+
+
+def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: PollSettingsForm, status: int = 200):
+    context = _results_context(request, poll, is_owner=True) | {
+        "token": token,
+        "manage_url": request.build_absolute_uri(reverse("web:manage", args=[poll.slug, token])),
+        "just_created": request.GET.get("created") == "1",
+        "settings_form": settings_form,
+    }
+    return TemplateResponse(request, "manage.html", context, status=status)
+
+
+@require_POST
+def manage_close(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    services.poll_close(poll=_owned_poll_or_404(slug, token))
+    return redirect("web:manage", slug=slug, token=token)
+
+
+@require_POST
+def manage_reopen(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    services.poll_reopen(poll=_owned_poll_or_404(slug, token))
+    return redirect("web:manage", slug=slug, token=token)
+
+
+@require_POST
+def manage_settings(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    poll = _owned_poll_or_404(slug, token)
+    form = PollSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.poll_update_settings(
+                poll=poll,
+                closes_at=form.cleaned_data["closes_at"],
+                results_visibility=form.cleaned_data["results_visibility"],
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            return redirect("web:manage", slug=slug, token=token)
+    return _manage_page(request, poll, token, form, status=400)
+
+
+@require_http_methods(["GET", "POST"])
+def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    """GET asks for confirmation; POST deletes for good."""
+    poll = _owned_poll_or_404(slug, token)
+    if request.method == "GET":
+        return TemplateResponse(request, "delete.html", {"poll": poll, "token": token})
+    services.poll_delete(poll=poll)
+    return TemplateResponse(request, "deleted.html", {"question": poll.question})
+
+
+@require_GET
+def manage_export(request: HttpRequest, slug: str, token: str) -> StreamingHttpResponse:
+    poll = _owned_poll_or_404(slug, token)
+    response = StreamingHttpResponse(selectors.ballots_csv_lines(poll=poll), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="crowdtick-{poll.slug}.csv"'
+    return response
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    checks = readiness()
+    ready = all(checks.values())
+    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
