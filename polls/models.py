@@ -117,7 +117,8 @@ class Ballot(models.Model):
     voter_key = models.CharField(max_length=VOTER_KEY_MAX_LENGTH)
     # Salted hash of the client address; set as `ip_key` too when the poll dedupes by address.
     ip_hash = models.CharField(max_length=64, blank=True)
-    ip_key = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", when the poll does not dedupe by address: the unique constraint skips NULLs.
+    ip_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     choice_mask = models.BigIntegerField()
     submitted_at = models.DateTimeField(default=timezone.now)
 
@@ -132,3 +133,6 @@ class Ballot(models.Model):
             # Export and the per-minute chart read a poll's ballots in time order.
             models.Index(fields=["poll", "submitted_at"], name="ballot_poll_time_idx"),
         ]
+
+    def __str__(self) -> str:
+        return f"Ballot {self.pk} on poll {self.poll_id}"
