@@ -21,6 +21,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
 
+## make stack: nginx on :8080, 2 gunicorn + 2 ASGI, Celery worker and beat, the broadcaster; Ctrl-C stops all
+stack: $(VENV)/.installed
+	scripts/stack
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 

@@ -71,14 +71,23 @@ TEMPLATES = [
 
 # --- The record -------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+# DB_POOL=1 uses psycopg's connection pool (one per process, shared by its threads) instead of
+# one persistent connection per thread; docs/benchmarks.md has the measurement behind the default.
+DB_POOL = env_bool("DB_POOL", False)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL,
-            conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
-            conn_health_checks=True,
+            conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 600),
+            conn_health_checks=not DB_POOL,
         )
     }
+    if DB_POOL:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DB_POOL_MIN", 2),
+            "max_size": env_int("DB_POOL_MAX", 8, minimum=1),
+            "timeout": 10,
+        }
 else:
     DATABASES = {
         "default": {
