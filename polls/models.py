@@ -59,6 +59,8 @@ class Poll(models.Model):
         indexes = [
             # The reconciler and the deadline task scan polls that may still take votes.
             models.Index(fields=["closes_at"], name="poll_closes_at_idx"),
+            # The broadcaster announces polls whose opening time just passed.
+            models.Index(fields=["opens_at"], name="poll_opens_at_idx"),
         ]
 
     def __str__(self) -> str:
@@ -124,7 +126,14 @@ class Ballot(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["poll", "voter_key"], name="ballot_unique_voter"),
+            # The pattern operator class lets this one index answer both the vote's conflict
+            # check (=) and "has this browser voted" on polls without duplicate protection,
+            # whose keys are "<voter>~<random>" (LIKE 'voter~%'), whatever the collation.
+            models.UniqueConstraint(
+                fields=["poll", "voter_key"],
+                name="ballot_unique_voter",
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+            ),
             models.UniqueConstraint(
                 fields=["poll", "ip_key"], condition=models.Q(ip_key__isnull=False), name="ballot_unique_address"
             ),

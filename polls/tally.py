@@ -4,8 +4,10 @@ PostgreSQL (the ballots) is the record; Redis holds a cache of each poll's tally
 reading results costs one `HGETALL` instead of an aggregate over every ballot. Without Redis
 (embedded mode, or Redis down) tallies are computed from the record.
 
-`version` counts the ballots a tally includes, so it grows with every counted ballot and
-never goes back while the record only grows.
+`version` grows with every counted ballot and never goes back: it starts as the number of
+ballots, each counted ballot adds one, and a repair of a drifted tally moves it forward (to the
+record's ballot count, or one past the drifted version if that was higher) so viewers that
+ignore older pushes still take the repaired one.
 
 Redis keys:
 - `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
@@ -17,9 +19,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from functools import cache
 
 import redis
 from django.db.models import Count, F, Sum
+from redis.commands.core import Script
 
 from polls.models import Ballot, Poll
 from polls.redis_client import get_redis
@@ -71,13 +75,19 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 
 # Replaces a tally only if no ballot was counted since `expected_version` was read
 # (-1: only if there is no tally), so a rebuild never overwrites a newer increment.
+# ARGV: expected version, the record's ballot count (the new version unless that would go
+# back), then the hash's field/value pairs.
 _REPLACE_IF_UNCHANGED = """
 local current = redis.call('HGET', KEYS[1], 'version')
 if (current == false and ARGV[1] ~= '-1') or (current ~= false and current ~= ARGV[1]) then
   return 0
 end
+local version = tonumber(ARGV[2])
+if current ~= false and tonumber(current) >= version then
+  version = tonumber(current) + 1
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], 'version', version, unpack(ARGV, 3))
 return 1
 """
 
@@ -114,7 +124,7 @@ def tally_record_ballot(*, poll_id: int, choice_ids: list[int]) -> None:
         _embedded_changes.add(poll_id)
         return
     try:
-        client.eval(_RECORD_BALLOT, 3, tally_key(poll_id), CHANGED_KEY, STALE_KEY, poll_id, *choice_ids)
+        _scripts(client).record_ballot(keys=[tally_key(poll_id), CHANGED_KEY, STALE_KEY], args=[poll_id, *choice_ids])
     except redis.RedisError:
         logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll_id)
 
@@ -151,6 +161,9 @@ def tally_get(poll: Poll) -> Tally:
             return _tally_from_hash(cached)
         tally = tally_from_record(poll)
         _store(client, poll.id, tally, expected_version=-1)
+        # A ballot committed before the read above but counted in Redis after the store would
+        # be counted twice: have the reconciler check this poll once that window has passed.
+        client.sadd(STALE_KEY, poll.id)
         return tally
     except redis.RedisError:
         return _tally_from_record_cached(poll)
@@ -164,7 +177,7 @@ def tally_reconcile(poll: Poll) -> bool:
     cached = client.hgetall(tally_key(poll.id))
     expected_version = int(cached["version"]) if cached else -1
     tally = tally_from_record(poll)
-    if cached and _tally_from_hash(cached) == tally:
+    if cached and _same_counts(_tally_from_hash(cached), tally):
         client.srem(STALE_KEY, poll.id)
         return False
     repaired = _store(client, poll.id, tally, expected_version=expected_version)
@@ -182,10 +195,33 @@ def tally_stale_poll_ids() -> set[int]:
 
 
 def _store(client: redis.Redis, poll_id: int, tally: Tally, *, expected_version: int) -> bool:
-    fields: list[str | int] = ["total", tally.total, "version", tally.version]
+    fields: list[str | int] = ["total", tally.total]
     for choice_id, votes in tally.counts.items():
         fields += [f"c:{choice_id}", votes]
-    return bool(client.eval(_REPLACE_IF_UNCHANGED, 1, tally_key(poll_id), expected_version, *fields))
+    replace = _scripts(client).replace_if_unchanged
+    return bool(replace(keys=[tally_key(poll_id)], args=[expected_version, tally.version, *fields]))
+
+
+def _same_counts(cached: Tally, record: Tally) -> bool:
+    """Versions are left out: after a repair the version runs ahead of the ballot count."""
+    return cached.total == record.total and all(
+        cached.counts.get(choice_id, 0) == votes for choice_id, votes in record.counts.items()
+    )
+
+
+@dataclass(frozen=True)
+class _Scripts:
+    record_ballot: Script
+    replace_if_unchanged: Script
+
+
+@cache
+def _scripts(client: redis.Redis) -> _Scripts:
+    """The Lua scripts, registered once per client: calls send the script's hash (EVALSHA), not its text."""
+    return _Scripts(
+        record_ballot=client.register_script(_RECORD_BALLOT),
+        replace_if_unchanged=client.register_script(_REPLACE_IF_UNCHANGED),
+    )
 
 
 def _tally_from_hash(cached: dict[str, str]) -> Tally:
