@@ -1,9 +1,9 @@
 """Reads: polls, results and who may see them."""
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django.db.models import Q
 
@@ -46,6 +46,17 @@ def poll_get_for_owner(*, slug: str, token: str) -> Poll:
     if not poll.owner_token_matches(token):
         raise Poll.DoesNotExist
     return poll
+
+
+def polls_by_ids(*, poll_ids: Iterable[int]) -> list[Poll]:
+    """The polls that still exist among `poll_ids`, with their choices loaded (for the broadcaster)."""
+    return list(Poll.objects.prefetch_related("choices").filter(id__in=list(poll_ids)))
+
+
+def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[int]:
+    """Polls whose opening time or deadline fell in (start, end]: their state changed with no vote."""
+    window = Q(closes_at__gt=start, closes_at__lte=end) | Q(opens_at__gt=start, opens_at__lte=end)
+    return set(Poll.objects.filter(window).values_list("id", flat=True))
 
 
 def poll_results(*, poll: Poll) -> PollResults:

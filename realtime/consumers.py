@@ -1,21 +1,57 @@
-"""WebSocket consumers: one group per poll; pushes come from the broadcaster."""
+"""WebSocket consumers: one group per poll and audience; pushes come from the broadcaster."""
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+
+from polls.models import Poll
+from realtime.live import audience_group, live_view
+from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
+
+# Close code for an unknown poll or a wrong owner link: pages stop reconnecting on it.
+CLOSE_POLL_NOT_FOUND = 4404
 
 
 class PollResultsConsumer(AsyncWebsocketConsumer):
-    """Joins the poll's group and forwards what the broadcaster sends.
+    """Sends the current results on connect, then forwards the broadcaster's pushes.
 
-    Until live results land (issue 4) this only accepts and joins, so pages keep working.
+    Nothing is rendered per client for a push; the snapshot on connect is what makes every
+    reconnect resync. A push older than what this viewer already has is dropped, so a viewer
+    never sees the counts go back.
     """
 
+    group_name: str | None = None
+    shown_version = -1
+
     async def connect(self):
-        self.group_name = f"poll.{self.scope['url_route']['kwargs']['slug']}"
+        kwargs = self.scope["url_route"]["kwargs"]
+        try:
+            poll, audience = await database_sync_to_async(viewer_poll_and_audience)(
+                slug=kwargs["slug"], owner_token=kwargs.get("token"), voter_key=voter_key_from_scope(self.scope)
+            )
+        except Poll.DoesNotExist:
+            await self.accept()
+            await self.close(code=CLOSE_POLL_NOT_FOUND)
+            return
+        # Join before reading the snapshot: a change after the read then arrives as a push.
+        self.group_name = audience_group(poll, audience)
         await self.channel_layer.group_add(self.group_name, self.channel_name)
         await self.accept()
+        snapshot = await database_sync_to_async(live_view)(poll=poll, audience=audience)
+        await self._forward(snapshot.html, snapshot.version)
 
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(self.group_name, self.channel_name)
+        if self.group_name:
+            await self.channel_layer.group_discard(self.group_name, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        """Pages send keep-alive pings so idle proxies keep the socket; there is nothing to answer."""
 
     async def results_push(self, event):
-        await self.send(text_data=event["html"])
+        await self._forward(event["html"], event["version"])
+
+    async def _forward(self, html: str, version: int | None) -> None:
+        if version is not None:
+            if version < self.shown_version:
+                return
+            self.shown_version = version
+        await self.send(text_data=html)

@@ -4,4 +4,7 @@ from realtime import consumers
 
 websocket_urlpatterns = [
     path("ws/polls/<str:slug>/", consumers.PollResultsConsumer.as_asgi()),
+    # The owner page: results always, whatever the poll's visibility. The token is the one in
+    # the owner page's own address, so it reveals nothing new.
+    path("ws/polls/<str:slug>/manage/<str:token>/", consumers.PollResultsConsumer.as_asgi()),
 ]

@@ -1,0 +1,111 @@
+"""The broadcaster: pushes each changed poll's results to its live viewers, at most 4 times a second.
+
+Each tick takes the polls whose results changed (`tally_pop_changed`) and those whose deadline
+or opening time just passed, renders each one's live region once per audience kind, and sends it
+to the poll's audience groups with the tally's version. Channel layers deliver at most once; as
+every push carries the whole tally, a lost one heals with the next, and every (re)connect gets a
+snapshot. A version lower than one already sent for a poll (Redis lost recent increments) is
+held back until the tally catches up or the reconciler repairs it.
+
+In production one `manage.py broadcast` process runs it; in embedded mode it is a background task
+of the single ASGI process (see `realtime.lifespan`).
+"""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from channels.db import database_sync_to_async
+from django.utils import timezone
+
+from polls import selectors
+from polls.tally import tally_mark_changed, tally_pop_changed
+from realtime.live import Audience, LiveView, audience_group, live_views
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.25  # at most 4 pushes a second per poll
+DEADLINE_CHECK_SECONDS = 1.0  # how late a kiosk may learn that a deadline passed
+# Polls remembered for versioning and de-duplication; the oldest is forgotten first.
+REMEMBERED_POLLS = 20_000
+
+
+@dataclass(frozen=True)
+class Push:
+    poll_id: int
+    audience: Audience
+    group: str
+    view: LiveView
+
+    @property
+    def message(self) -> dict:
+        return {"type": "results.push", "html": self.view.html, "version": self.view.version}
+
+
+class Broadcaster:
+    def __init__(self, channel_layer) -> None:
+        self.channel_layer = channel_layer
+        self._sent: OrderedDict[tuple[int, Audience], LiveView] = OrderedDict()
+        self._deadlines_checked_at: datetime = timezone.now()
+        self._deadlines_checked_monotonic = time.monotonic()
+
+    async def run(self) -> None:
+        """Ticks until cancelled; a failing tick is logged and the next one tries again."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("Broadcaster tick failed; the next tick retries")
+            await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
+
+    async def tick(self) -> int:
+        """One round: returns the number of group messages sent."""
+        pushes = await database_sync_to_async(self.collect)()
+        for push in pushes:
+            try:
+                await self.channel_layer.group_send(push.group, push.message)
+            except Exception:
+                # Not sent: forget it so it is not taken for a duplicate, and ask for another try.
+                self._sent.pop((push.poll_id, push.audience), None)
+                await database_sync_to_async(tally_mark_changed)(poll_id=push.poll_id)
+                raise
+        return len(pushes)
+
+    def collect(self) -> list[Push]:
+        """The pushes of this tick (runs in a thread: it reads the database and Redis)."""
+        poll_ids = tally_pop_changed() | self._polls_past_a_deadline()
+        if not poll_ids:
+            return []
+        pushes = []
+        for poll in selectors.polls_by_ids(poll_ids=poll_ids):
+            for audience, view in live_views(poll=poll).items():
+                if self._is_news(poll.id, audience, view):
+                    pushes.append(Push(poll.id, audience, audience_group(poll, audience), view))
+        return pushes
+
+    def _is_news(self, poll_id: int, audience: Audience, view: LiveView) -> bool:
+        key = (poll_id, audience)
+        last = self._sent.get(key)
+        if last == view:
+            return False  # e.g. the hidden notice again: no push, which also hides when votes come in
+        if last is not None and last.version is not None and view.version is not None and view.version < last.version:
+            logger.info("Poll %s: version %s is behind %s (sent); held back", poll_id, view.version, last.version)
+            return False
+        self._sent[key] = view
+        self._sent.move_to_end(key)
+        while len(self._sent) > REMEMBERED_POLLS * len(Audience):
+            self._sent.popitem(last=False)
+        return True
+
+    def _polls_past_a_deadline(self) -> set[int]:
+        """Polls that opened or closed by the clock since the last check: nobody voted, yet they changed."""
+        if time.monotonic() - self._deadlines_checked_monotonic < DEADLINE_CHECK_SECONDS:
+            return set()
+        now = timezone.now()
+        poll_ids = selectors.poll_ids_opened_or_closed_between(start=self._deadlines_checked_at, end=now)
+        self._deadlines_checked_at, self._deadlines_checked_monotonic = now, time.monotonic()
+        return poll_ids

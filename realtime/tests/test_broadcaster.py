@@ -1,0 +1,105 @@
+import time
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from polls.redis_client import get_redis
+from polls.tally import tally_key, tally_mark_changed, tally_reconcile
+from realtime.broadcaster import Broadcaster
+from realtime.live import Audience
+from realtime.tests.helpers import connect, make_poll, version_of, vote
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _watch(poll, steps):
+    """Connects one public viewer, runs each step (sync, then a tick) and returns what each tick sent and pushed."""
+
+    async def scenario():
+        ws = connect(f"/ws/polls/{poll.slug}/")
+        await ws.connect()
+        await ws.receive_from(timeout=2)  # the snapshot
+        broadcaster = Broadcaster(get_channel_layer())
+        outcomes = []
+        for step in steps:
+            await sync_to_async(step)()
+            sent = await broadcaster.tick()
+            pushed = []
+            while not await ws.receive_nothing(timeout=0.3):
+                pushed.append(await ws.receive_from(timeout=1))
+            outcomes.append((sent, pushed))
+        await ws.disconnect()
+        return outcomes
+
+    return async_to_sync(scenario)()
+
+
+def test_many_votes_within_a_tick_make_one_push_with_the_full_tally():
+    poll, _ = make_poll()
+
+    def twenty_five_votes():
+        for i in range(25):
+            vote(poll, i % 2)
+
+    def nothing():
+        pass
+
+    (sent, pushed), (sent_idle, pushed_idle) = _watch(poll, [twenty_five_votes, nothing])
+    assert sent == len(Audience)  # one message per audience group, whatever the number of viewers
+    assert len(pushed) == 1
+    assert version_of(pushed[0]) == 25
+    assert "13 votes" in pushed[0] and "12 votes" in pushed[0]
+    assert (sent_idle, pushed_idle) == (0, [])
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the cached tally lives in Redis")
+def test_it_never_pushes_a_version_lower_than_one_already_pushed():
+    poll, _ = make_poll()
+    redis = get_redis()
+
+    def three_votes():
+        for _ in range(3):
+            vote(poll)
+
+    def redis_loses_the_last_two_increments():
+        redis.hset(tally_key(poll.id), mapping={"version": 1, "total": 1, f"c:{poll.choices.first().id}": 1})
+        tally_mark_changed(poll_id=poll.id)
+
+    def the_reconciler_repairs_it_then_a_vote():
+        assert tally_reconcile(poll)
+        vote(poll)
+
+    (_, first), (_, after_loss), (_, after_repair) = _watch(
+        poll, [three_votes, redis_loses_the_last_two_increments, the_reconciler_repairs_it_then_a_vote]
+    )
+    assert [version_of(html) for html in first] == [3]
+    assert after_loss == []
+    assert [version_of(html) for html in after_repair] == [4]
+
+
+def test_it_pushes_the_closed_state_when_the_deadline_passes_without_a_vote():
+    poll, _ = make_poll(closes_at=timezone.now() + timedelta(seconds=1.5))
+
+    def wait_for_the_deadline():
+        time.sleep(max(0.0, (poll.closes_at - timezone.now()).total_seconds()) + 0.2)
+
+    [(_, pushed)] = _watch(poll, [wait_for_the_deadline])
+    assert len(pushed) == 1
+    assert 'data-poll-open="0"' in pushed[0] and "Poll closed" in pushed[0]
+
+
+def test_the_broadcast_command_refuses_to_run_without_a_shared_channel_layer(settings):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    try:
+        with pytest.raises(CommandError, match="embedded mode"):
+            call_command("broadcast")
+    finally:
+        channel_layers.backends.clear()
