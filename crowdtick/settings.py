@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "crowdtick.middleware.owner_pages_never_cached",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -205,6 +206,8 @@ USE_I18N = False
 USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
+# Owner links carry the poll's secret in their path: mask it in every log record (crowdtick/log_redaction.py).
+LOGGING_CONFIG = "crowdtick.log_redaction.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,0 +1,62 @@
+"""What the security tests share: hostile polls, and reading pages the way a browser would."""
+
+import json
+from html.parser import HTMLParser
+
+from polls import services
+
+IMG_PAYLOAD = "<img src=x onerror=alert(1)>"
+HTMX_PAYLOAD = "<div hx-get=/x hx-trigger=load>"
+FORMULA_CHOICES = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)"]
+
+
+def make_hostile_poll(**kwargs):
+    """A poll whose every visitor-supplied text is an attack; returns (poll, owner token)."""
+    kwargs = {
+        "question": f"{IMG_PAYLOAD} or {HTMX_PAYLOAD}?",
+        "description": HTMX_PAYLOAD,
+        "choices": [IMG_PAYLOAD, HTMX_PAYLOAD, *FORMULA_CHOICES],
+        "dedupe": "none",
+    } | kwargs
+    return services.poll_create(**kwargs)
+
+
+class _Elements(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, {name: value or "" for name, value in attrs}))
+
+    handle_startendtag = handle_starttag
+
+
+def elements(html: str) -> list[tuple[str, dict[str, str]]]:
+    """Every element of `html` as (tag, attributes), parsed as a browser tokenises it."""
+    parser = _Elements()
+    parser.feed(html)
+    parser.close()
+    return parser.elements
+
+
+def injected_elements(html: str) -> list[tuple[str, dict[str, str]]]:
+    """Elements the payloads would create if they were not escaped."""
+    return [
+        (tag, attrs)
+        for tag, attrs in elements(html)
+        if "onerror" in attrs or attrs.get("hx-get") == "/x" or (tag == "img" and attrs.get("src") == "x")
+    ]
+
+
+def csp_directives(header: str) -> dict[str, list[str]]:
+    directives = {}
+    for part in header.split(";"):
+        name, *values = part.split()
+        directives[name] = values
+    return directives
+
+
+def htmx_config(html: str) -> dict:
+    meta = next(attrs for tag, attrs in elements(html) if tag == "meta" and attrs.get("name") == "htmx-config")
+    return json.loads(meta["content"])

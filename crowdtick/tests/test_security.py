@@ -1,0 +1,379 @@
+"""Security, point by point (issue 7): CSP, CSRF and cross-site requests, XSS, CSV injection,
+owner tokens, and the headers every page sends. Each test fails when its protection is removed.
+
+Browser checks live in test_security_browser.py; checks of production settings and of the real
+servers' logs in test_security_deploy.py.
+"""
+
+import csv
+import hmac
+import io
+import logging
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from crowdtick.asgi import application
+from crowdtick.tests.security_helpers import (
+    FORMULA_CHOICES,
+    HTMX_PAYLOAD,
+    IMG_PAYLOAD,
+    csp_directives,
+    elements,
+    htmx_config,
+    injected_elements,
+    make_hostile_poll,
+)
+from polls import services
+from polls.models import Poll
+
+pytestmark = pytest.mark.django_db
+
+SAFE_ORIGIN = "http://testserver"
+FOREIGN_ORIGIN = "http://evil.example"
+
+
+@pytest.fixture
+def poll_and_token():
+    return services.poll_create(question="Tea or coffee?", choices=["Tea", "Coffee"])
+
+
+def html_pages(poll, token) -> dict[str, str]:
+    slug = poll.slug
+    return {
+        "landing": "/",
+        "poll": f"/p/{slug}/",
+        "results": f"/p/{slug}/results/",
+        "live": f"/p/{slug}/live/",
+        "owner": f"/p/{slug}/manage/{token}/",
+        "delete confirmation": f"/p/{slug}/manage/{token}/delete/",
+        "not found": "/p/nosuchpoll/",
+    }
+
+
+def choice_ids(poll) -> list[int]:
+    return [choice.id for choice in poll.choices.all()]
+
+
+# --- Content-Security-Policy ------------------------------------------------------------
+
+
+def test_every_html_page_sends_a_strict_content_security_policy(client, poll_and_token):
+    for name, url in html_pages(*poll_and_token).items():
+        response = client.get(url)
+        assert response["Content-Type"].startswith("text/html"), name
+        policy = csp_directives(response["Content-Security-Policy"])
+        assert policy["object-src"] == ["'none'"], name
+        assert policy["base-uri"] in (["'none'"], ["'self'"]), name
+        assert "'self'" in policy["script-src"], name
+        for unsafe in ("'unsafe-inline'", "'unsafe-eval'", "*", "data:", "http:", "https:"):
+            assert unsafe not in policy["script-src"], (name, unsafe)
+        assert "'unsafe-eval'" not in policy.get("default-src", []), name
+
+
+def test_every_script_a_page_emits_is_same_origin_or_carries_the_nonce(client, poll_and_token):
+    for name, url in html_pages(*poll_and_token).items():
+        response = client.get(url)
+        script_src = csp_directives(response["Content-Security-Policy"])["script-src"]
+        scripts = [attrs for tag, attrs in elements(response.content.decode()) if tag == "script"]
+        assert scripts, name
+        for attrs in scripts:
+            if "src" in attrs:
+                assert attrs["src"].startswith("/static/"), (name, attrs)
+            else:
+                assert attrs.get("nonce") and f"'nonce-{attrs['nonce']}'" in script_src, (name, attrs)
+        handlers = [(tag, attr) for tag, attrs in elements(response.content.decode()) for attr in attrs]
+        assert not [h for h in handlers if h[1].startswith("on")], (name, "inline event handlers are blocked")
+
+
+def test_a_template_that_uses_the_nonce_gets_it_into_the_header(rf):
+    # The pages need no inline script today; this keeps the nonce machinery ready for one.
+    from django.middleware.csp import ContentSecurityPolicyMiddleware
+    from django.template import engines
+
+    template = engines["django"].from_string("<script nonce='{{ csp_nonce }}'>1</script>")
+
+    def view(request):
+        from django.http import HttpResponse
+
+        return HttpResponse(template.render({}, request))
+
+    response = ContentSecurityPolicyMiddleware(view)(rf.get("/"))
+    nonce = response.content.decode().split("'")[1]
+    assert nonce and f"'nonce-{nonce}'" in csp_directives(response["Content-Security-Policy"])["script-src"]
+
+
+def test_htmx_is_configured_to_work_under_the_policy(client):
+    config = htmx_config(client.get("/").content.decode())
+    # Without these, htmx evaluates strings (hx-vars, trigger filters) and injects a <style>: both blocked.
+    assert config["allowEval"] is False
+    assert config["includeIndicatorStyles"] is False
+    assert config.get("allowScriptTags") is False
+
+
+# --- CSRF and cross-site requests --------------------------------------------------------
+
+
+@pytest.fixture
+def csrf_client():
+    return Client(enforce_csrf_checks=True)
+
+
+def owner_posts(poll, token) -> dict[str, tuple[str, dict]]:
+    base = f"/p/{poll.slug}/manage/{token}"
+    return {
+        "close": (f"{base}/close/", {}),
+        "reopen": (f"{base}/reopen/", {}),
+        "settings": (f"{base}/settings/", {"results_visibility": "after_close"}),
+        "delete": (f"{base}/delete/", {}),
+    }
+
+
+def every_form_post(poll, token) -> dict[str, tuple[str, dict, dict]]:
+    """Each form's POST with a valid body, and the headers an HTMX request would add."""
+    vote = (f"/p/{poll.slug}/vote/", {"choice": choice_ids(poll)[0]})
+    create = ("/polls/new/", {"question": "Q?", "choices": ["A", "B"], "results_visibility": "always", "dedupe": "ip"})
+    posts = {"create": (*create, {}), "vote": (*vote, {}), "vote (htmx)": (*vote, {"HX-Request": "true"})}
+    return posts | {name: (url, data, {}) for name, (url, data) in owner_posts(poll, token).items()}
+
+
+def test_every_form_refuses_a_post_without_the_csrf_token(csrf_client, poll_and_token):
+    poll, token = poll_and_token
+    for name, (url, data, headers) in every_form_post(poll, token).items():
+        response = csrf_client.post(url, data, headers=headers)
+        assert response.status_code == 403, name
+    poll.refresh_from_db()
+    assert not poll.closed and poll.ballots.count() == 0
+
+
+def csrf_token_of(client, url) -> str:
+    page = client.get(url).content.decode()
+    inputs = [attrs for tag, attrs in elements(page) if attrs.get("name") == "csrfmiddlewaretoken"]
+    assert inputs, f"{url} has no form with a CSRF token"
+    return inputs[0]["value"]
+
+
+def test_every_form_accepts_its_own_token(csrf_client, poll_and_token):
+    # The other half of the test above: the 403s come from the missing token, not from a broken form.
+    poll, token = poll_and_token
+    forms_on = {"create": "/", "vote": f"/p/{poll.slug}/", "vote (htmx)": f"/p/{poll.slug}/"}
+    posts = every_form_post(poll, token)
+    for name in ("create", "vote (htmx)", "settings", "close", "reopen", "delete"):
+        url, data, headers = posts[name]
+        page = forms_on.get(name, f"/p/{poll.slug}/manage/{token}/")
+        data = data | {"csrfmiddlewaretoken": csrf_token_of(csrf_client, page)}
+        response = csrf_client.post(url, data, headers=headers | {"Origin": SAFE_ORIGIN})
+        assert response.status_code in (200, 302), (name, response.status_code)
+    assert not Poll.objects.filter(pk=poll.pk).exists()
+
+
+def test_a_vote_posted_from_another_site_is_refused_even_with_a_valid_token(csrf_client, poll_and_token):
+    poll, _ = poll_and_token
+    token = csrf_token_of(csrf_client, f"/p/{poll.slug}/")
+    data = {"choice": choice_ids(poll)[0], "csrfmiddlewaretoken": token}
+    for hx in ({}, {"HX-Request": "true"}):
+        response = csrf_client.post(f"/p/{poll.slug}/vote/", data, headers=hx | {"Origin": FOREIGN_ORIGIN})
+        assert response.status_code == 403
+    assert poll.ballots.count() == 0
+    response = csrf_client.post(f"/p/{poll.slug}/vote/", data, headers={"Origin": SAFE_ORIGIN})
+    assert response.status_code == 302 and poll.ballots.count() == 1
+
+
+def api_vote(client, poll, voter, **headers):
+    body = {"poll": poll.slug, "choices": choice_ids(poll)[:1], "voter": voter}
+    return client.post("/api/votes/", body, content_type="application/json", headers=headers)
+
+
+@pytest.mark.xfail(reason="waiting for the API (POST /api/votes/ and its cross-site check)", strict=False)
+def test_an_api_vote_from_another_site_is_refused_and_programs_without_origin_are_not(client, poll_and_token):
+    poll, _ = poll_and_token
+    assert api_vote(client, poll, "browser-on-evil-site", Origin=FOREIGN_ORIGIN).status_code == 403
+    assert api_vote(client, poll, "a-program").status_code == 201
+    assert api_vote(client, poll, "this-site", Origin=SAFE_ORIGIN).status_code == 201
+    assert poll.ballots.count() == 2
+
+
+def websocket_accepts(path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    async def handshake():
+        ws = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    return async_to_sync(handshake)()
+
+
+@pytest.mark.django_db(transaction=True)  # consumers' database_sync_to_async closes a test transaction's connection
+@pytest.mark.parametrize(
+    "origin",
+    [
+        pytest.param([(b"origin", FOREIGN_ORIGIN.encode())], id="foreign origin"),
+        pytest.param([], id="missing origin"),
+        pytest.param([(b"origin", b"null")], id="opaque origin"),
+    ],
+)
+def test_a_websocket_handshake_from_elsewhere_is_refused(poll_and_token, origin):
+    poll, token = poll_and_token
+    host = [(b"host", b"127.0.0.1:8000")]
+    for path in (f"/ws/polls/{poll.slug}/", f"/ws/polls/{poll.slug}/manage/{token}/"):
+        assert not websocket_accepts(path, host + origin), path
+    assert websocket_accepts(f"/ws/polls/{poll.slug}/", host + [(b"origin", b"http://127.0.0.1:8000")])
+
+
+# --- Hostile input: XSS and CSV formulas -------------------------------------------------
+
+
+def test_script_in_questions_and_choices_is_inert_on_every_page(client):
+    poll, token = make_hostile_poll()
+    pages = html_pages(poll, token) | {"overlay": f"/p/{poll.slug}/live/?overlay=1"}
+    pages.pop("landing"), pages.pop("not found")
+    for name, url in pages.items():
+        html = client.get(url).content.decode()
+        assert "&lt;img src=x onerror=alert(1)&gt;" in html, f"{name} does not show the question"
+        assert injected_elements(html) == [], name
+    svg = client.get(f"/p/{poll.slug}/qr.svg").content.decode()
+    assert injected_elements(svg) == [] and "&lt;img" in svg
+
+
+def test_script_in_choices_is_inert_in_the_htmx_fragment_after_a_vote(client):
+    poll, _ = make_hostile_poll()
+    img_choice = choice_ids(poll)[0]
+    response = client.post(f"/p/{poll.slug}/vote/", {"choice": img_choice}, headers={"HX-Request": "true"})
+    fragment = response.content.decode()
+    assert response.status_code == 200 and "<html" not in fragment
+    assert "&lt;div hx-get=/x hx-trigger=load&gt;" in fragment
+    assert injected_elements(fragment) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_script_in_choices_is_inert_in_the_websocket_push(client):
+    poll, _ = make_hostile_poll()
+    client.post(f"/p/{poll.slug}/vote/", {"choice": choice_ids(poll)[1]})
+
+    async def snapshot():
+        headers = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")]
+        ws = WebsocketCommunicator(application, f"/ws/polls/{poll.slug}/", headers=headers)
+        connected, _ = await ws.connect()
+        assert connected
+        pushed = await ws.receive_from(timeout=3)
+        await ws.disconnect()
+        return pushed
+
+    pushed = async_to_sync(snapshot)()
+    assert "&lt;img src=x onerror=alert(1)&gt;" in pushed
+    assert injected_elements(pushed) == []
+
+
+def exported_rows(client, poll, token) -> list[list[str]]:
+    response = client.get(f"/p/{poll.slug}/manage/{token}/export.csv")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert response["Content-Disposition"].startswith("attachment")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_csv_export_neutralises_formulas_and_keeps_markup_as_text(client):
+    poll, token = make_hostile_poll()
+    for choice_id in choice_ids(poll):
+        Client().post(f"/p/{poll.slug}/vote/", {"choice": choice_id})
+    header, *rows = exported_rows(client, poll, token)
+    assert header == ["submitted_at", "choices"]
+    cells = sorted(row[1] for row in rows)
+    assert len(cells) == 2 + len(FORMULA_CHOICES)
+    for cell in cells:
+        assert not cell.startswith(("=", "+", "-", "@")), cell
+    # Neutralised by a leading apostrophe, the text itself kept for the owner to read.
+    assert sorted(f"'{text}" for text in FORMULA_CHOICES) == sorted(c for c in cells if c.startswith("'"))
+    assert IMG_PAYLOAD in cells and HTMX_PAYLOAD in cells
+
+
+# --- Owner tokens -----------------------------------------------------------------------
+
+
+def test_owner_tokens_carry_at_least_128_random_bits():
+    tokens = {services.poll_create(question="Q?", choices=["A", "B"])[1] for _ in range(20)}
+    assert len(tokens) == 20
+    for token in tokens:
+        alphabet = set(token)
+        assert alphabet <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+        assert len(token) * 6 >= 128
+
+
+def test_owner_tokens_are_stored_only_as_a_hash(poll_and_token):
+    poll, token = poll_and_token
+    stored = Poll.objects.filter(pk=poll.pk).values().get()
+    assert not [field for field, value in stored.items() if token in str(value)]
+    assert stored["owner_token_hash"] and len(stored["owner_token_hash"]) == 64
+
+
+def test_owner_tokens_are_compared_in_constant_time(client, poll_and_token, monkeypatch):
+    poll, token = poll_and_token
+    comparisons = []
+
+    def spying_compare_digest(a, b):
+        comparisons.append((a, b))
+        return real_compare_digest(a, b)
+
+    real_compare_digest = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", spying_compare_digest)
+    assert client.get(f"/p/{poll.slug}/manage/{token}/").status_code == 200
+    assert client.get(f"/p/{poll.slug}/manage/{token[:-1]}A/").status_code == 404
+    assert [poll.owner_token_hash in pair for pair in comparisons].count(True) == 2
+
+
+def test_owner_tokens_never_reach_the_logs(client, poll_and_token, caplog):
+    poll, token = poll_and_token
+    base = f"/p/{poll.slug}/manage/{token}"
+    caplog.set_level(logging.DEBUG)
+    client.get(f"{base}/")
+    client.post(f"{base}/settings/", {"closes_at": "not a date", "results_visibility": "always"})  # 400: logged
+    Client(enforce_csrf_checks=True).post(f"{base}/close/")  # 403 CSRF: logged with its path
+    client.get(f"{base}/export.csv")
+    client.get(f"/p/{poll.slug}/manage/{token[:-1]}A/")  # a near miss: 404, logged
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert token not in logged and token[:-1] not in logged
+    # The requests were logged, with the token masked: the test would see a leak.
+    assert f"/p/{poll.slug}/manage/[redacted]/settings/" in logged
+    assert f"/p/{poll.slug}/manage/[redacted]/close/" in logged
+
+
+def test_owner_pages_keep_the_token_out_of_referers_and_caches(client, poll_and_token):
+    poll, token = poll_and_token
+    base = f"/p/{poll.slug}/manage/{token}"
+    for url in (f"{base}/", f"{base}/delete/", f"{base}/export.csv", f"{base}/?created=1"):
+        response = client.get(url)
+        # Links and subresources from the owner page may not tell other sites its address.
+        assert response["Referrer-Policy"] in ("same-origin", "no-referrer", "strict-origin", "origin"), url
+        directives = {part.strip() for part in response["Cache-Control"].split(",")}
+        assert {"no-store", "private"} <= directives, url
+    # Public pages stay cacheable by the browser (nothing above applies to them).
+    assert "no-store" not in client.get(f"/p/{poll.slug}/").get("Cache-Control", "")
+
+
+# --- Security headers -------------------------------------------------------------------
+
+
+def test_every_page_sends_nosniff_a_referrer_policy_and_refuses_to_be_framed(client, poll_and_token):
+    for name, url in html_pages(*poll_and_token).items():
+        response = client.get(url)
+        assert response["X-Content-Type-Options"] == "nosniff", name
+        assert response["Referrer-Policy"] == "same-origin", name
+        assert response["X-Frame-Options"] == "DENY", name
+        assert csp_directives(response["Content-Security-Policy"])["frame-ancestors"] == ["'none'"], name
+
+
+@pytest.mark.xfail(reason="the overlay page (/p/<slug>/live/?overlay=1) still refuses to be framed", strict=False)
+def test_the_overlay_page_may_be_framed_and_only_it(client, poll_and_token):
+    poll, _ = poll_and_token
+    overlay = client.get(f"/p/{poll.slug}/live/?overlay=1")
+    frame_ancestors = csp_directives(overlay["Content-Security-Policy"]).get("frame-ancestors", ["*"])
+    assert frame_ancestors != ["'none'"]
+    # X-Frame-Options cannot say "these sites", and browsers honour a DENY over the CSP in some cases.
+    assert "X-Frame-Options" not in overlay
+    # The kiosk without the overlay flag is a normal page.
+    kiosk = client.get(f"/p/{poll.slug}/live/")
+    assert kiosk["X-Frame-Options"] == "DENY"
+    assert csp_directives(kiosk["Content-Security-Policy"])["frame-ancestors"] == ["'none'"]
