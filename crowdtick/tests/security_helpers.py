@@ -1,7 +1,12 @@
 """What the security tests share: hostile polls, and reading pages the way a browser would."""
 
 import json
+import os
+import socket
 from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
 
 from polls import services
 
@@ -60,3 +65,22 @@ def csp_directives(header: str) -> dict[str, list[str]]:
 def htmx_config(html: str) -> dict:
     meta = next(attrs for tag, attrs in elements(html) if tag == "meta" and attrs.get("name") == "htmx-config")
     return json.loads(meta["content"])
+
+
+def free_port() -> int:
+    """A free port in the range this suite may use (8500-8599)."""
+    for port in range(8500, 8600):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free port in 8500-8599")
+
+
+def embedded_env(directory: Path, **extra: str) -> dict[str, str]:
+    """The environment of a server subprocess on embedded defaults, with its own SQLite file."""
+    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    env = {key: value for key, value in env.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
+    return env | {"SECRET_KEY": "security-test-" + "x" * 40, "SQLITE_PATH": str(directory / "db.sqlite3")} | extra

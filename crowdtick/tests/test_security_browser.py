@@ -4,15 +4,13 @@ Pages are served by the ASGI server of `make run` (HTTP and WebSockets), so live
 connect and swap pushed fragments under the policy.
 """
 
-import os
 import re
-import socket
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from crowdtick.tests.security_helpers import FORMULA_CHOICES, HTMX_PAYLOAD, IMG_PAYLOAD
+from crowdtick.tests.security_helpers import FORMULA_CHOICES, HTMX_PAYLOAD, IMG_PAYLOAD, embedded_env, free_port
 from realtime.tests import processes
 
 pytestmark = pytest.mark.browser
@@ -26,26 +24,13 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-def _port_in_range() -> int:
-    for port in range(8540, 8600):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 8540-8599")
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     processes.require_chromium()
     tmp = tmp_path_factory.mktemp("browser-site")
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env = {key: value for key, value in env.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
-    env |= {"SECRET_KEY": "security-browser-test", "SQLITE_PATH": str(tmp / "db.sqlite3"), "RATELIMIT_ENABLE": "0"}
+    env = embedded_env(tmp, RATELIMIT_ENABLE="0")
     processes.migrate(env)
-    server = processes.uvicorn(_port_in_range(), env, tmp / "uvicorn.log").start()
+    server = processes.uvicorn(free_port(), env, tmp / "uvicorn.log").start()
     yield server.url
     server.stop()
 

@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from crowdtick.tests.security_helpers import embedded_env, free_port
 from realtime.tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 TOKEN_SHAPED = secrets.token_urlsafe(32)  # looks like an owner token; what matters is where it shows up
 
 
@@ -78,30 +77,10 @@ def test_with_tls_plain_http_is_redirected_and_https_answers_carry_hsts():
 # --- Owner tokens in the servers' logs --------------------------------------------------
 
 
-def free_port() -> int:
-    """A free port in this suite's range (8500-8599)."""
-    for port in range(8500, 8600):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 8500-8599")
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """An embedded site in a SQLite file with one poll; yields (env, slug, owner token)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
-    env = {key: value for key, value in env.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {
-        "SECRET_KEY": "x" * 50,
-        "SQLITE_PATH": str(tmp_path_factory.mktemp("site") / "db.sqlite3"),
-        "LOG_LEVEL": "INFO",
-        "PATH": f"{BIN}:{env.get('PATH', '')}",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = embedded_env(tmp_path_factory.mktemp("site"), LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
     assert manage("migrate", "--no-input", "-v0", env=env).returncode == 0
     made = manage(
         "shell",
@@ -130,15 +109,15 @@ def owner_requests(port: int, slug: str, token: str) -> None:
     get(port, f"/p/{slug}/qr.svg", owner_page)
 
 
-def run_server(command: list[str], env: dict[str, str], port: int, exercise, log: Path) -> str:
-    """Starts `command`, runs `exercise`, stops it by its pid; returns everything it printed."""
-    server = processes.Server(command, port=port, env=env, log=log).start()
+def run_server(server: processes.Server, exercise) -> str:
+    """Starts `server`, runs `exercise`, stops it by its pid; returns everything it printed."""
+    server.start()
     try:
         exercise()
         time.sleep(0.5)  # access logs are written after the response
     finally:
         server.stop()
-    return log.read_text(errors="replace")
+    return server.log.read_text(errors="replace")
 
 
 def assert_logged_without_tokens(output: str, slug: str, token: str) -> None:
@@ -158,10 +137,8 @@ def test_uvicorn_as_make_run_starts_it_logs_owner_paths_without_the_token(site, 
         with connect(f"ws://127.0.0.1:{port}/ws/polls/{slug}/manage/{token}/", origin=origin, open_timeout=10) as ws:
             ws.recv(timeout=10)
 
-    # The command of `make run`, access log on.
-    command = [str(BIN / "uvicorn"), "crowdtick.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--ws", "websockets", "--lifespan", "off"]
-    output = run_server(command, env, port, exercise, tmp_path / "uvicorn.log")
+    # As `make run` starts it: access log on.
+    output = run_server(processes.uvicorn(port, env, tmp_path / "uvicorn.log", lifespan="off"), exercise)
     assert_logged_without_tokens(output, slug, token)
     assert f"/ws/polls/{slug}/manage/[redacted]/" in output
 
@@ -169,9 +146,10 @@ def test_uvicorn_as_make_run_starts_it_logs_owner_paths_without_the_token(site, 
 def test_gunicorn_with_its_access_log_on_logs_owner_paths_without_the_token(site, tmp_path):
     env, slug, token = site
     port = free_port()
-    command = [str(BIN / "gunicorn"), "crowdtick.wsgi:application", "--config", "deploy/gunicorn.conf.py"]
+    command = [processes.bin_path("gunicorn"), "crowdtick.wsgi:application", "--config", "deploy/gunicorn.conf.py"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "1", "--access-logfile", "-"]
-    output = run_server(command, env, port, lambda: owner_requests(port, slug, token), tmp_path / "gunicorn.log")
+    server = processes.Server(command, port=port, env=env, log=tmp_path / "gunicorn.log")
+    output = run_server(server, lambda: owner_requests(port, slug, token))
     assert_logged_without_tokens(output, slug, token)
     assert "qr.svg" in output  # the Referer column is there, masked too
 
