@@ -353,6 +353,45 @@ def test_owner_pages_keep_the_token_out_of_referers_and_caches(client, poll_and_
     assert "no-store" not in client.get(f"/p/{poll.slug}/").get("Cache-Control", "")
 
 
+def test_public_pages_and_the_api_show_neither_the_owner_token_nor_its_hash(client, poll_and_token):
+    poll, token = poll_and_token
+    public = {name: url for name, url in html_pages(poll, token).items() if "/manage/" not in url}
+    public |= {"overlay": f"/p/{poll.slug}/live/?overlay=1", "qr": f"/p/{poll.slug}/qr.svg"}
+    public["vote (htmx)"] = f"/p/{poll.slug}/vote/"
+    for name, url in public.items():
+        if name == "vote (htmx)":
+            response = client.post(url, {"choice": choice_ids(poll)[0]}, headers={"HX-Request": "true"})
+        else:
+            response = client.get(url)
+        assert token not in response.content.decode(), name
+        assert poll.owner_token_hash not in response.content.decode(), name
+    api = client.get(f"/api/polls/{poll.slug}/")
+    assert token not in api.content.decode() and poll.owner_token_hash not in api.content.decode()
+    assert token in client.get(f"/p/{poll.slug}/manage/{token}/").content.decode()
+
+
+def test_a_forged_host_header_cannot_poison_share_links(client, poll_and_token):
+    # Share links and QR codes are built from the request's host: only the site's own names may be used.
+    poll, _ = poll_and_token
+    for url in (f"/p/{poll.slug}/", f"/p/{poll.slug}/qr.svg", f"/p/{poll.slug}/live/"):
+        response = client.get(url, headers={"Host": "evil.example"})
+        assert response.status_code == 400, url
+        assert b"evil.example" not in response.content
+
+
+def test_the_voter_cookie_is_signed_and_hidden_from_scripts(client, poll_and_token):
+    poll, _ = poll_and_token
+    response = client.post(f"/p/{poll.slug}/vote/", {"choice": choice_ids(poll)[0]})
+    cookie = response.cookies["ct_voter"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    # A key the browser chose is not an identity: the site mints its own and signs it.
+    forged = Client()
+    forged.cookies["ct_voter"] = "chosen-by-the-client"
+    again = forged.post(f"/p/{poll.slug}/vote/", {"choice": choice_ids(poll)[1]})
+    assert again.status_code == 302
+    assert set(poll.ballots.values_list("voter_key", flat=True)).isdisjoint({"chosen-by-the-client"})
+
+
 # --- Security headers -------------------------------------------------------------------
 
 
