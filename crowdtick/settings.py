@@ -127,7 +127,17 @@ CELERY_TASK_IGNORE_RESULT = True
 # A task not acknowledged within this long is handed to another worker. Every task here is
 # idempotent and finishes in seconds, so five minutes only delays recovery after a crash.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 300}
+# A request that enqueues work (an export) while Redis is down must fail fast, not hang a thread.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Periodic work. `expires` drops ticks that waited longer than one period (a worker was down):
+# the next tick does the same idempotent work, so a backlog would only repeat it.
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-tallies": {"task": "polls.tasks.reconcile_tallies", "schedule": 10.0, "options": {"expires": 10}},
+    "announce-deadlines": {"task": "polls.tasks.announce_deadlines", "schedule": 5.0, "options": {"expires": 5}},
+    "refresh-vote-minutes": {"task": "polls.tasks.refresh_vote_minutes", "schedule": 15.0, "options": {"expires": 15}},
+}
 
 # --- Security ----------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
@@ -179,6 +189,8 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+# CSV exports written by the Celery worker for owners to download (a volume shared with web).
+EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(BASE_DIR / "exports")))
 
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,11 +4,13 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from django.db.models import Q
 
-from polls.models import Ballot, Poll
+from polls.models import Ballot, Choice, Poll
 from polls.tally import tally_get
+from polls.vote_minutes import minute_counts_get
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -36,8 +38,25 @@ class PollResults:
 
 
 def poll_get(*, slug: str) -> Poll:
-    """The poll with its choices loaded; raises `Poll.DoesNotExist` for unknown slugs."""
-    return Poll.objects.prefetch_related("choices").get(slug=slug)
+    """The poll with its choices loaded; raises `Poll.DoesNotExist` for unknown slugs.
+
+    The poll row is read fresh every time, so closing or reopening takes effect at once; its
+    choices never change once created, so they come from a per-process cache (one query less
+    on every vote and results read).
+    """
+    poll = Poll.objects.get(slug=slug)
+    choices = poll.choices.all()
+    choices._result_cache = list(_choices_of(poll.id, poll.slug))
+    choices._prefetch_done = True
+    poll._prefetched_objects_cache = {"choices": choices}
+    return poll
+
+
+@lru_cache(maxsize=4096)
+def _choices_of(poll_id: int, slug: str) -> tuple[Choice, ...]:
+    # Keyed by the slug too: an id can come back (a test database rolled back, SQLite's
+    # rowids), a random slug with it cannot. Shared between threads: templates only read them.
+    return tuple(Choice.objects.filter(poll_id=poll_id).order_by("position"))
 
 
 def poll_get_for_owner(*, slug: str, token: str) -> Poll:
@@ -67,6 +86,11 @@ def poll_results(*, poll: Poll) -> PollResults:
         percent = round(100 * votes / tally.total) if tally.total else 0
         choices.append(ChoiceResult(id=choice.id, text=choice.text, votes=votes, percent=percent))
     return PollResults(poll=poll, total=tally.total, version=tally.version, closed=not poll.is_open(), choices=choices)
+
+
+def poll_votes_per_minute(*, poll: Poll) -> list[tuple[datetime, int]]:
+    """Ballots per minute over the last hour, oldest first, for the owner's chart (zeros included)."""
+    return minute_counts_get(poll_id=poll.id)
 
 
 def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:

@@ -7,27 +7,43 @@ Functions take keyword-only arguments and raise `django.core.exceptions.Validati
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from polls.ballot_box import ballot_insert
+from polls.exports import poll_export_path
 from polls.models import (
     CHOICE_MAX_LENGTH,
     MAX_CHOICES,
     MIN_CHOICES,
     VOTER_KEY_MAX_LENGTH,
+    Ballot,
     Choice,
     Poll,
     hash_owner_token,
 )
-from polls.tally import tally_mark_changed, tally_record_ballot
+from polls.redis_client import get_redis
+from polls.selectors import ballots_csv_lines, poll_ids_opened_or_closed_between
+from polls.tally import tally_discard, tally_mark_changed, tally_reconcile, tally_record_ballot, tally_stale_poll_ids
+from polls.vote_minutes import minute_counts_refresh
+
+# Polls that took a ballot this recently are "active": their tallies are reconciled and their
+# per-minute counts refreshed. Longer than any outage of the beat worth riding out.
+ACTIVE_POLL_WINDOW = timedelta(minutes=15)
+# How far back the deadline announcer looks when it has no checkpoint (first run, Redis flushed).
+DEADLINE_CATCH_UP = timedelta(minutes=10)
+DEADLINES_CHECKPOINT_KEY = "deadlines:announced_until"
 
 
 class VoteRejected(Exception):
@@ -220,5 +236,78 @@ def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visi
 
 
 def poll_delete(*, poll: Poll) -> None:
-    """Deletes the poll with its choices and ballots, for good."""
+    """Deletes the poll with its choices and ballots, for good (its CSV export file too)."""
+    poll_export_path(poll=poll).unlink(missing_ok=True)
+    poll_id = poll.id
     poll.delete()
+    tally_discard(poll_ids={poll_id})
+
+
+def active_poll_ids(*, now: datetime | None = None) -> set[int]:
+    """Polls that took a ballot within `ACTIVE_POLL_WINDOW` (one index probe per poll)."""
+    since = (now or timezone.now()) - ACTIVE_POLL_WINDOW
+    recent = Ballot.objects.filter(poll=OuterRef("pk"), submitted_at__gte=since)
+    return set(Poll.objects.filter(Exists(recent)).values_list("id", flat=True))
+
+
+def tallies_reconcile(*, now: datetime | None = None) -> int:
+    """Makes the cached tallies of active and stale-marked polls equal the record.
+
+    Returns how many had drifted and were repaired. Safe to run at any time and in parallel:
+    each repair is a compare-and-set on the tally's version.
+    """
+    stale = tally_stale_poll_ids()
+    polls = Poll.objects.prefetch_related("choices").filter(id__in=active_poll_ids(now=now) | stale)
+    found = {poll.id for poll in polls}
+    # A stale mark of a poll deleted since must not stay in the set forever.
+    tally_discard(poll_ids=stale - found)
+    return sum(tally_reconcile(poll) for poll in polls)
+
+
+def poll_deadlines_announce(*, now: datetime | None = None) -> int:
+    """Marks changed every poll whose opening time or deadline passed since the last call.
+
+    The broadcaster notices deadlines within a second while it runs; this durable pass (Celery
+    beat, with its checkpoint in Redis) catches those that passed while it was restarting. An
+    announcement made twice only repeats an identical push. Returns how many polls.
+    """
+    client = get_redis()
+    end = now or timezone.now()
+    start = end - DEADLINE_CATCH_UP
+    checkpoint = client.get(DEADLINES_CHECKPOINT_KEY) if client else None
+    if checkpoint:
+        start = max(start, datetime.fromisoformat(checkpoint))
+    poll_ids = poll_ids_opened_or_closed_between(start=start, end=end)
+    for poll_id in poll_ids:
+        tally_mark_changed(poll_id=poll_id)
+    if client:
+        client.set(DEADLINES_CHECKPOINT_KEY, end.isoformat())
+    return len(poll_ids)
+
+
+def vote_minutes_refresh(*, now: datetime | None = None) -> int:
+    """Stores the per-minute vote counts of every active poll; returns how many polls."""
+    poll_ids = active_poll_ids(now=now)
+    for poll_id in poll_ids:
+        minute_counts_refresh(poll_id=poll_id, now=now)
+    return len(poll_ids)
+
+
+def poll_export_write(*, poll: Poll) -> Path:
+    """Writes the poll's CSV export to a file the owner can download, replacing an older one.
+
+    Written to a temporary file then renamed, so a download never sees half a file; running it
+    again only brings the file up to date with ballots cast since.
+    """
+    target = poll_export_path(poll=poll)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=target.parent, prefix=f".{poll.slug}-", suffix=".part", delete=False, newline="", encoding="utf-8"
+    ) as partial:
+        try:
+            partial.writelines(ballots_csv_lines(poll=poll))
+        except BaseException:
+            os.unlink(partial.name)
+            raise
+    os.replace(partial.name, target)
+    return target

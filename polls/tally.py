@@ -187,6 +187,18 @@ def tally_reconcile(poll: Poll) -> bool:
     return repaired
 
 
+def tally_discard(*, poll_ids: set[int]) -> None:
+    """Forgets the cached tallies and stale marks of polls that no longer exist."""
+    client = get_redis()
+    if client is None or not poll_ids:
+        return
+    try:
+        client.delete(*(tally_key(poll_id) for poll_id in poll_ids))
+        client.srem(STALE_KEY, *poll_ids)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: tallies of deleted polls %s left to expire", sorted(poll_ids))
+
+
 def tally_stale_poll_ids() -> set[int]:
     client = get_redis()
     if client is None:

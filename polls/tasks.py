@@ -1,0 +1,32 @@
+"""Celery tasks: thin doors that take ids and call a service. Every one is idempotent, so a
+redelivery (acks_late, a worker lost mid-task) or a duplicate beat tick changes nothing."""
+
+from celery import shared_task
+
+from polls import services
+from polls.models import Poll
+
+
+@shared_task
+def reconcile_tallies() -> int:
+    """Beat: repairs the cached tallies of active and stale-marked polls against the record."""
+    return services.tallies_reconcile()
+
+
+@shared_task
+def announce_deadlines() -> int:
+    """Beat: announces polls whose opening time or deadline passed, so every screen shows it."""
+    return services.poll_deadlines_announce()
+
+
+@shared_task
+def refresh_vote_minutes() -> int:
+    """Beat: stores the per-minute vote counts of active polls for the owner's chart."""
+    return services.vote_minutes_refresh()
+
+
+@shared_task
+def export_poll(poll_id: int) -> str | None:
+    """Writes a poll's CSV export file; a poll deleted meanwhile needs none."""
+    poll = Poll.objects.prefetch_related("choices").filter(id=poll_id).first()
+    return str(services.poll_export_write(poll=poll)) if poll else None

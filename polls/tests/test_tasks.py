@@ -1,0 +1,178 @@
+"""The Celery tasks, run as plain functions: each calls a service that must be idempotent."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from polls import selectors, services, tasks
+from polls.ballot_box import ballot_insert
+from polls.exports import poll_export_file
+from polls.redis_client import get_redis
+from polls.tally import CHANGED_KEY, STALE_KEY, tally_from_record, tally_get, tally_key, tally_pop_changed
+from polls.vote_minutes import minute_counts_get
+
+pytestmark = pytest.mark.django_db
+needs_redis = pytest.mark.skipif(
+    not settings.REDIS_URL, reason="tallies are cached in Redis only when REDIS_URL is set"
+)
+
+
+def make_poll(**kwargs):
+    poll, _token = services.poll_create(question="Best fruit?", choices=["Apple", "Pear", "Plum"], **kwargs)
+    return selectors.poll_get(slug=poll.slug)
+
+
+def vote(poll, voter, choice_index=0):
+    choice = poll.choices.all()[choice_index]
+    services.vote_cast(poll=poll, choice_ids=[choice.id], voter_key=voter, ip_address=None)
+
+
+@needs_redis
+def test_reconcile_repairs_a_drifted_tally_and_moves_its_version_forward():
+    poll = make_poll()
+    for i in range(3):
+        vote(poll, f"v{i}")
+    tally_get(poll)
+    apple = poll.choices.all()[0]
+    redis = get_redis()
+    redis.hincrby(tally_key(poll.id), f"c:{apple.id}", 5)  # drift: five selections nobody cast
+    redis.hincrby(tally_key(poll.id), "version", 1)
+    drifted_version = int(redis.hget(tally_key(poll.id), "version"))
+
+    assert tasks.reconcile_tallies() == 1
+
+    repaired = tally_get(poll)
+    assert (
+        repaired.counts == tally_from_record(poll).counts == {apple.id: 3, **{c.id: 0 for c in poll.choices.all()[1:]}}
+    )
+    assert repaired.total == 3
+    assert repaired.version > drifted_version
+    assert tasks.reconcile_tallies() == 0  # nothing left to repair: running again changes nothing
+    assert tally_get(poll).version == repaired.version
+
+
+@needs_redis
+def test_reconcile_rebuilds_a_tally_lost_with_redis_and_clears_the_stale_mark():
+    poll = make_poll()
+    tally_get(poll)
+    vote(poll, "before")
+    get_redis().delete(tally_key(poll.id))
+    vote(poll, "after")  # finds no tally to increment: marks the poll stale instead
+    assert get_redis().sismember(STALE_KEY, poll.id)
+
+    tasks.reconcile_tallies()
+
+    assert get_redis().hget(tally_key(poll.id), "total") == "2"
+    assert not get_redis().sismember(STALE_KEY, poll.id)
+
+
+@needs_redis
+def test_reconcile_forgets_stale_marks_of_deleted_polls():
+    poll = make_poll()
+    poll_id = poll.id
+    get_redis().sadd(STALE_KEY, poll_id)
+    poll.delete()
+    tasks.reconcile_tallies()
+    assert not get_redis().sismember(STALE_KEY, poll_id)
+
+
+def test_a_poll_whose_deadline_passed_is_announced():
+    poll = make_poll(closes_at=timezone.now() + timedelta(hours=1))
+    tally_pop_changed()
+    type(poll).objects.filter(id=poll.id).update(closes_at=timezone.now() - timedelta(seconds=1))
+
+    assert tasks.announce_deadlines() == 1
+    assert poll.id in tally_pop_changed()
+
+
+@needs_redis
+def test_a_deadline_is_announced_once_across_beat_ticks():
+    poll = make_poll(closes_at=timezone.now() + timedelta(hours=1))
+    type(poll).objects.filter(id=poll.id).update(closes_at=timezone.now() - timedelta(seconds=1))
+    assert tasks.announce_deadlines() == 1
+    get_redis().delete(CHANGED_KEY)
+    assert tasks.announce_deadlines() == 0
+    assert not get_redis().sismember(CHANGED_KEY, poll.id)
+
+
+def test_the_export_file_holds_every_ballot_without_voter_keys(tmp_path, settings):
+    settings.EXPORT_ROOT = tmp_path
+    poll = make_poll()
+    vote(poll, "secret-voter-1", 0)
+    vote(poll, "secret-voter-2", 2)
+    assert poll_export_file(poll=poll) is None
+
+    path = tasks.export_poll(poll.id)
+
+    text = (tmp_path / f"{poll.slug}.csv").read_text()
+    assert path == str(poll_export_file(poll=poll))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["submitted_at", "choices"]
+    assert sorted(row[1] for row in rows[1:]) == ["Apple", "Plum"]
+    assert "secret-voter" not in text
+    assert list(tmp_path.glob("*.part")) == []  # written whole, then renamed
+
+    vote(poll, "secret-voter-3", 1)
+    tasks.export_poll(poll.id)
+    assert len((tmp_path / f"{poll.slug}.csv").read_text().splitlines()) == 4
+
+
+def test_deleting_a_poll_deletes_its_export_file(tmp_path, settings):
+    settings.EXPORT_ROOT = tmp_path
+    poll = make_poll()
+    tasks.export_poll(poll.id)
+    services.poll_delete(poll=poll)
+    assert list(tmp_path.iterdir()) == []
+    assert tasks.export_poll(poll.id) is None
+
+
+def test_votes_per_minute_count_each_minute_of_the_last_hour():
+    poll = make_poll()
+    now = timezone.now().replace(second=30, microsecond=0)
+    for seconds_ago, voter in [(60 * 5, "a"), (60 * 5 + 10, "b"), (60 * 2, "c"), (5, "d"), (60 * 90, "old")]:
+        ballot_insert(
+            poll_id=poll.id,
+            voter_key=voter,
+            ip_hash="",
+            ip_key=None,
+            choice_mask=1,
+            submitted_at=now - timedelta(seconds=seconds_ago),
+        )
+
+    tasks.refresh_vote_minutes()
+    chart = minute_counts_get(poll_id=poll.id, now=now)
+
+    assert len(chart) == 60
+    by_minute = dict(chart)
+    minute = now.replace(second=0)
+    assert by_minute[minute - timedelta(minutes=5)] == 2
+    assert by_minute[minute - timedelta(minutes=2)] == 1
+    assert by_minute[minute] == 1  # the running minute, counted from the record
+    assert sum(by_minute.values()) == 4  # the ballot of 90 minutes ago is off the chart
+
+
+@needs_redis
+def test_votes_per_minute_stay_exact_when_the_refresh_runs_twice_and_votes_continue():
+    poll = make_poll()
+    now = timezone.now().replace(second=30, microsecond=0)
+    for i in range(3):
+        ballot_insert(
+            poll_id=poll.id,
+            voter_key=f"v{i}",
+            ip_hash="",
+            ip_key=None,
+            choice_mask=1,
+            submitted_at=now - timedelta(minutes=3),
+        )
+    services.vote_minutes_refresh(now=now)
+    services.vote_minutes_refresh(now=now)
+    ballot_insert(poll_id=poll.id, voter_key="late", ip_hash="", ip_key=None, choice_mask=1, submitted_at=now)
+
+    by_minute = dict(minute_counts_get(poll_id=poll.id, now=now))
+
+    assert by_minute[now.replace(second=0) - timedelta(minutes=3)] == 3
+    assert by_minute[now.replace(second=0)] == 1

@@ -1,0 +1,105 @@
+"""Votes per minute for the owner's chart: counted from the record, cached in Redis.
+
+Counting a busy poll's last hour from PostgreSQL on every page view would read every ballot of
+that hour, so a Celery task (`polls.tasks.refresh_vote_minutes`) counts only the minutes since
+its last pass and stores them as exact numbers. Reads take the stored minutes and count the few
+seconds since the last pass from the record, so the chart is exact even if the task is late.
+Without Redis (embedded mode, or Redis down) everything is counted from the record.
+
+Redis keys, per poll: `minutes:<poll id>` (hash: minute as epoch seconds → ballots) and
+`minutes:<poll id>:until` (epoch seconds: the minutes before it are stored and complete).
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import redis
+from django.db.models import Count
+from django.db.models.functions import TruncMinute
+from django.utils import timezone
+
+from polls.models import Ballot
+from polls.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+CHART_MINUTES = 60
+# A ballot is stamped before its commit; a minute counts as complete only this long after it ended.
+COMMIT_SLACK = timedelta(seconds=10)
+# Stored minutes of a poll nobody votes in any more are dropped after this long.
+KEY_TTL_SECONDS = 2 * 60 * 60
+
+
+def floor_minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def minute_counts_from_record(*, poll_id: int, start: datetime, end: datetime | None = None) -> dict[datetime, int]:
+    """Ballots per minute in [start, end), one index range scan on (poll, submitted_at)."""
+    ballots = Ballot.objects.filter(poll_id=poll_id, submitted_at__gte=start)
+    if end is not None:
+        ballots = ballots.filter(submitted_at__lt=end)
+    rows = ballots.annotate(minute=TruncMinute("submitted_at")).values("minute").annotate(n=Count("id"))
+    return {row["minute"]: row["n"] for row in rows}
+
+
+def minute_counts_refresh(*, poll_id: int, now: datetime | None = None) -> None:
+    """Stores exact counts for every complete minute not stored yet; running it twice changes nothing."""
+    client = get_redis()
+    if client is None:
+        return
+    now = now or timezone.now()
+    until = floor_minute(now - COMMIT_SLACK)
+    stored_until = client.get(_until_key(poll_id))
+    start = _from_epoch(stored_until) if stored_until else until - timedelta(minutes=CHART_MINUTES)
+    if start >= until:
+        return
+    counts = minute_counts_from_record(poll_id=poll_id, start=start, end=until)
+    pipeline = client.pipeline()
+    if counts:
+        pipeline.hset(_key(poll_id), mapping={_epoch(minute): n for minute, n in counts.items()})
+    pipeline.set(_until_key(poll_id), _epoch(until))
+    pipeline.expire(_key(poll_id), KEY_TTL_SECONDS)
+    pipeline.expire(_until_key(poll_id), KEY_TTL_SECONDS)
+    pipeline.execute()
+
+
+def minute_counts_get(*, poll_id: int, now: datetime | None = None) -> list[tuple[datetime, int]]:
+    """The last `CHART_MINUTES` minutes, oldest first, each with its ballots (0 included)."""
+    now = now or timezone.now()
+    first = floor_minute(now) - timedelta(minutes=CHART_MINUTES - 1)
+    counts = _stored_or_counted(poll_id=poll_id, first=first, now=now)
+    return [(minute, counts.get(minute, 0)) for minute in (first + timedelta(minutes=i) for i in range(CHART_MINUTES))]
+
+
+def _stored_or_counted(*, poll_id: int, first: datetime, now: datetime) -> dict[datetime, int]:
+    client = get_redis()
+    if client is None:
+        return minute_counts_from_record(poll_id=poll_id, start=first)
+    try:
+        if not client.exists(_until_key(poll_id)):
+            minute_counts_refresh(poll_id=poll_id, now=now)
+        stored, stored_until = client.hgetall(_key(poll_id)), client.get(_until_key(poll_id))
+    except redis.RedisError:
+        logger.warning("Redis unavailable: votes per minute of poll %s counted from the record", poll_id)
+        return minute_counts_from_record(poll_id=poll_id, start=first)
+    tail_start = max(_from_epoch(stored_until), first) if stored_until else first
+    counts = {_from_epoch(epoch): int(n) for epoch, n in stored.items() if _from_epoch(epoch) < tail_start}
+    counts.update(minute_counts_from_record(poll_id=poll_id, start=tail_start))
+    return counts
+
+
+def _key(poll_id: int) -> str:
+    return f"minutes:{poll_id}"
+
+
+def _until_key(poll_id: int) -> str:
+    return f"minutes:{poll_id}:until"
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _from_epoch(epoch: str | int) -> datetime:
+    return datetime.fromtimestamp(int(epoch), tz=UTC)
