@@ -25,6 +25,7 @@ def render(*, run_dir: Path, listen: str, http: list[str], ws: list[str], static
         CT_HTTP_SERVERS=" ".join(f"server {address};" for address in http),
         CT_WS_SERVERS=" ".join(f"server {address};" for address in ws),
         CT_STATIC_ROOT=str(static_root),
+        CT_ACCESS_LOG=str(run_dir / "nginx-access.log"),
     )
     site_conf = run_dir / "crowdtick.conf"
     site_conf.write_text(site)
