@@ -115,7 +115,9 @@ class Ballot(models.Model):
     a single-row `INSERT … ON CONFLICT DO NOTHING` and per-choice counts are one aggregate query.
     """
 
-    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="ballots")
+    # No index of its own: ballot_unique_voter and ballot_poll_time_idx both start with poll_id,
+    # and every index is one more write on each vote.
+    poll = models.ForeignKey(Poll, on_delete=models.CASCADE, related_name="ballots", db_index=False)
     voter_key = models.CharField(max_length=VOTER_KEY_MAX_LENGTH)
     # Salted hash of the client address; set as `ip_key` too when the poll dedupes by address.
     ip_hash = models.CharField(max_length=64, blank=True)

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from polls import selectors, services, tasks
-from polls.ballot_box import ballot_insert
 from polls.exports import poll_export_file
+from polls.models import Ballot
 from polls.redis_client import get_redis
 from polls.tally import CHANGED_KEY, STALE_KEY, tally_from_record, tally_get, tally_key, tally_pop_changed
 from polls.vote_minutes import minute_counts_get
@@ -130,18 +130,18 @@ def test_deleting_a_poll_deletes_its_export_file(tmp_path, settings):
     assert tasks.export_poll(poll.id) is None
 
 
+def vote_at(poll, voter, moment):
+    """A vote through the service (so the poll counts as active), stamped at `moment`."""
+    vote(poll, voter)
+    Ballot.objects.filter(poll=poll, voter_key=voter).update(submitted_at=moment)
+
+
+@pytest.mark.django_db(transaction=True)
 def test_votes_per_minute_count_each_minute_of_the_last_hour():
     poll = make_poll()
     now = timezone.now().replace(second=30, microsecond=0)
     for seconds_ago, voter in [(60 * 5, "a"), (60 * 5 + 10, "b"), (60 * 2, "c"), (5, "d"), (60 * 90, "old")]:
-        ballot_insert(
-            poll_id=poll.id,
-            voter_key=voter,
-            ip_hash="",
-            ip_key=None,
-            choice_mask=1,
-            submitted_at=now - timedelta(seconds=seconds_ago),
-        )
+        vote_at(poll, voter, now - timedelta(seconds=seconds_ago))
 
     tasks.refresh_vote_minutes()
     chart = minute_counts_get(poll_id=poll.id, now=now)
@@ -156,23 +156,20 @@ def test_votes_per_minute_count_each_minute_of_the_last_hour():
 
 
 @needs_redis
-def test_votes_per_minute_stay_exact_when_the_refresh_runs_twice_and_votes_continue():
+@pytest.mark.django_db(transaction=True)
+def test_the_refresh_task_stores_each_finished_minute_exactly_once_however_often_it_runs():
     poll = make_poll()
-    now = timezone.now().replace(second=30, microsecond=0)
+    now = timezone.now()
+    three_minutes_ago = now.replace(second=0, microsecond=0) - timedelta(minutes=3)
     for i in range(3):
-        ballot_insert(
-            poll_id=poll.id,
-            voter_key=f"v{i}",
-            ip_hash="",
-            ip_key=None,
-            choice_mask=1,
-            submitted_at=now - timedelta(minutes=3),
-        )
-    services.vote_minutes_refresh(now=now)
-    services.vote_minutes_refresh(now=now)
-    ballot_insert(poll_id=poll.id, voter_key="late", ip_hash="", ip_key=None, choice_mask=1, submitted_at=now)
+        vote_at(poll, f"v{i}", three_minutes_ago + timedelta(seconds=i))
 
-    by_minute = dict(minute_counts_get(poll_id=poll.id, now=now))
+    assert tasks.refresh_vote_minutes() == 1
+    tasks.refresh_vote_minutes()
+    stored = get_redis().hgetall(f"minutes:{poll.id}")
+    assert stored == {str(int(three_minutes_ago.timestamp())): "3"}
 
-    assert by_minute[now.replace(second=0) - timedelta(minutes=3)] == 3
-    assert by_minute[now.replace(second=0)] == 1
+    vote_at(poll, "late", now)
+    by_minute = dict(selectors.poll_votes_per_minute(poll=poll))
+    assert by_minute[three_minutes_ago] == 3
+    assert by_minute[now.replace(second=0, microsecond=0)] == 1
