@@ -154,7 +154,6 @@ def test_gunicorn_with_its_access_log_on_logs_owner_paths_without_the_token(site
     assert "qr.svg" in output  # the Referer column is there, masked too
 
 
-@pytest.mark.xfail(reason="deploy/nginx logs the request line and Referer with the owner token", strict=False)
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
 def test_nginx_access_log_of_make_stack_does_not_record_owner_tokens(tmp_path):
     """nginx logs with its own format, outside Python: deploy/nginx must mask the token itself."""
