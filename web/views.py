@@ -4,6 +4,8 @@ Every page works without JavaScript (forms post and redirect); with HTMX the sam
 returns only the fragment that changes.
 """
 
+import io
+
 import segno
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -140,8 +142,10 @@ def live(request: HttpRequest, slug: str) -> TemplateResponse:
 def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
     poll = _poll_or_404(slug)
     qr = segno.make(share_url(request, poll), error="m")
-    svg = qr.svg_inline(scale=8, border=2, dark="#000", light="#fff", title=f"QR code for {poll.question}")
-    return HttpResponse(svg, content_type="image/svg+xml")
+    # A standalone document (with its xmlns, or no browser draws it) that scales to any size by its viewBox.
+    svg = io.BytesIO()
+    qr.save(svg, kind="svg", scale=8, border=2, dark="#000", light="#fff", omitsize=True, title="QR code of the poll")
+    return HttpResponse(svg.getvalue(), content_type="image/svg+xml")
 
 
 @require_GET

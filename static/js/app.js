@@ -2,10 +2,23 @@
 (function () {
   "use strict";
 
+  function pad(number) { return String(number).padStart(2, "0"); }
+
+  // Deadlines are typed and shown in the browser's zone. Without this script the server reads and
+  // shows them in UTC, and the label says so; with it, the label names the zone, the hidden `tz`
+  // field tells the server, and a stored deadline (rendered in UTC) is rewritten in local time.
   function setBrowserTimeZone(root) {
     var zone = "";
     try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { zone = ""; }
+    if (!zone) { return; }
     root.querySelectorAll("[data-browser-timezone]").forEach(function (input) { input.value = zone; });
+    root.querySelectorAll("[data-time-zone-name]").forEach(function (span) { span.textContent = zone.replace(/_/g, " "); });
+    root.querySelectorAll("input[data-utc-value]").forEach(function (input) {
+      var when = new Date(input.dataset.utcValue);
+      if (isNaN(when.getTime())) { return; }
+      input.value = when.getFullYear() + "-" + pad(when.getMonth() + 1) + "-" + pad(when.getDate()) +
+        "T" + pad(when.getHours()) + ":" + pad(when.getMinutes());
+    });
   }
 
   function enableCopyButtons(root) {

@@ -1,0 +1,77 @@
+"""The voter cookie: signed, random enough, and out of reach of scripts and other sites."""
+
+import base64
+
+import pytest
+from django.conf import settings
+from django.test import Client, RequestFactory
+
+from polls.models import Ballot
+from web.tests.conftest import HTMX
+from web.voter import voter_key_from_cookie
+
+pytestmark = pytest.mark.django_db
+
+COOKIE = settings.VOTER_COOKIE_NAME
+
+
+def key_in(cookie_value: str) -> str | None:
+    """What the site reads back from a cookie value: the key if the signature holds, else None."""
+    request = RequestFactory().get("/")
+    request.COOKIES[COOKIE] = cookie_value
+    return voter_key_from_cookie(request)
+
+
+def first_vote(client: Client, poll, **extra):
+    return client.post(poll.url("vote/"), {"choice": [poll.choice_ids[0]]}, **extra)
+
+
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["plain", "htmx"])
+def test_a_first_vote_sets_a_signed_httponly_samesite_lax_cookie(client, poll, headers):
+    cookie = first_vote(client, poll, **headers).cookies[COOKIE]
+    assert cookie["httponly"] is True
+    assert cookie["samesite"] == "Lax"
+    assert not cookie["secure"]
+    assert cookie["max-age"] == settings.VOTER_COOKIE_MAX_AGE
+    assert Ballot.objects.get().voter_key == key_in(cookie.value)
+
+
+def test_the_voter_key_holds_at_least_128_random_bits(poll):
+    keys = set()
+    for _ in range(20):
+        cookie = first_vote(Client(), poll).cookies[COOKIE]
+        key = key_in(cookie.value)
+        assert len(base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))) >= 16
+        keys.add(key)
+    assert len(keys) == 20
+
+
+def test_the_cookie_is_secure_over_https(poll):
+    cookie = first_vote(Client(), poll, secure=True).cookies[COOKIE]
+    assert cookie["secure"] is True
+
+
+def test_a_returning_voter_keeps_the_same_cookie(client, poll, make_poll):
+    first_vote(client, poll)
+    other = make_poll(question="Second poll?")
+    response = first_vote(client, other)
+    assert COOKIE not in response.cookies
+    keys = set(Ballot.objects.values_list("voter_key", flat=True))
+    assert len(keys) == 1
+
+
+def test_a_forged_cookie_is_ignored_and_replaced(client, poll):
+    first_vote(client, poll)
+    stolen_key = Ballot.objects.get().voter_key
+    forger = Client()
+    forger.cookies[COOKIE] = f"{stolen_key}:forged-signature"
+    response = first_vote(forger, poll)
+    assert response.status_code == 302
+    assert Ballot.objects.count() == 2
+    assert key_in(f"{stolen_key}:forged-signature") is None
+    assert key_in(response.cookies[COOKIE].value) not in (None, stolen_key)
+
+
+def test_viewing_a_poll_sets_no_cookie(client, poll):
+    response = client.get(poll.url())
+    assert COOKIE not in response.cookies
