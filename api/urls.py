@@ -1,4 +1,24 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from api import views
+
 app_name = "api"
 
-# The JSON API of DESIGN.md is added by the API work (issue 5).
-urlpatterns: list = []
+
+class ApiDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI from the vendored sidecar assets. The split view serves its start-up script
+    from this same URL (`?script`), so the page runs under the site's CSP with no inline script."""
+
+    url_name = "api:schema"
+    template_name = "api/swagger_ui.html"
+
+
+urlpatterns = [
+    path("polls/", views.PollCreateView.as_view(), name="poll_create"),
+    path("polls/<str:id>/", views.PollDetailView.as_view(), name="poll"),
+    path("polls/<str:id>/results/", views.PollResultsView.as_view(), name="results"),
+    path("votes/", views.VoteCastView.as_view(), name="vote_cast"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", ApiDocsView.as_view(), name="docs"),
+]

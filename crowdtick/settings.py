@@ -171,6 +171,13 @@ VOTER_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
 # Header nginx fills with the client's address; empty means trust REMOTE_ADDR only.
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+# Requests per RATELIMIT_WINDOW seconds (polls/ratelimit.py). Per address is generous: a hall of
+# 2,000 phones behind one NAT address must be able to vote twice over in one window; per voter is
+# strict, since one person needs one vote per poll plus a few retries.
+RATELIMIT_WINDOW = env_int("RATELIMIT_WINDOW", 60, minimum=1)
+RATELIMIT_VOTES_PER_ADDRESS = env_int("RATELIMIT_VOTES_PER_ADDRESS", 5000, minimum=1)
+RATELIMIT_VOTES_PER_VOTER = env_int("RATELIMIT_VOTES_PER_VOTER", 10, minimum=1)
+RATELIMIT_POLLS_PER_ADDRESS = env_int("RATELIMIT_POLLS_PER_ADDRESS", 60, minimum=1)
 # Address this site is shared under (QR codes, share links); empty means the request's host.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
 

@@ -8,9 +8,13 @@ from functools import lru_cache
 
 from django.db.models import Q
 
-from polls.models import Ballot, Choice, Poll
+from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
 from polls.tally import tally_get
 from polls.vote_minutes import minute_counts_get
+
+# Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
+_SLUG_CHARACTERS = frozenset(SLUG_ALPHABET)
+SLUG_MAX_LENGTH = 16
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -44,12 +48,19 @@ def poll_get(*, slug: str) -> Poll:
     choices never change once created, so they come from a per-process cache (one query less
     on every vote and results read).
     """
+    if not _looks_like_slug(slug):
+        # A malformed id is simply unknown; it never reaches the database (PostgreSQL refuses NUL bytes).
+        raise Poll.DoesNotExist
     poll = Poll.objects.get(slug=slug)
     choices = poll.choices.all()
     choices._result_cache = list(_choices_of(poll.id, poll.slug))
     choices._prefetch_done = True
     poll._prefetched_objects_cache = {"choices": choices}
     return poll
+
+
+def _looks_like_slug(slug: object) -> bool:
+    return isinstance(slug, str) and 0 < len(slug) <= SLUG_MAX_LENGTH and set(slug) <= _SLUG_CHARACTERS
 
 
 @lru_cache(maxsize=4096)

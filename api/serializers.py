@@ -1,0 +1,142 @@
+"""What the API accepts and what it answers. Input fields are strict about JSON types: a number
+where text belongs is an error, not silently turned into text."""
+
+from rest_framework import serializers
+
+from polls.models import (
+    CHOICE_MAX_LENGTH,
+    DESCRIPTION_MAX_LENGTH,
+    MAX_CHOICES,
+    MIN_CHOICES,
+    QUESTION_MAX_LENGTH,
+    VOTER_KEY_MAX_LENGTH,
+    Poll,
+)
+
+
+class TextField(serializers.CharField):
+    """A JSON string of real text: no numbers or booleans coerced, no NUL bytes, no lone surrogates."""
+
+    default_error_messages = {
+        "invalid": "Must be text (a JSON string).",
+        "not_text": "Contains characters that are not text.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            self.fail("not_text")
+        return super().to_internal_value(data)
+
+
+class WholeNumberField(serializers.IntegerField):
+    """A JSON integer; `true`, `1.5` or `"1"` are errors."""
+
+    default_error_messages = {"invalid": "Must be a whole number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def voter_field(**kwargs) -> TextField:
+    return TextField(
+        min_length=1,
+        max_length=VOTER_KEY_MAX_LENGTH,
+        trim_whitespace=False,
+        help_text="An opaque key naming the voter, 1 to 64 characters; the same (poll, voter) is one ballot.",
+        **kwargs,
+    )
+
+
+# --- Input ---------------------------------------------------------------------------------
+
+
+class PollCreateInput(serializers.Serializer):
+    question = TextField(max_length=QUESTION_MAX_LENGTH)
+    choices = serializers.ListField(
+        child=TextField(max_length=CHOICE_MAX_LENGTH),
+        min_length=MIN_CHOICES,
+        max_length=MAX_CHOICES,
+        help_text=f"{MIN_CHOICES} to {MAX_CHOICES} different answers, each up to {CHOICE_MAX_LENGTH} characters.",
+    )
+    description = TextField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
+    max_choices = WholeNumberField(
+        min_value=1, max_value=MAX_CHOICES, required=False, help_text="How many choices a voter may pick (default 1)."
+    )
+    opens_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO-8601; default: now.")
+    closes_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO-8601; default: no deadline.")
+    results_visibility = serializers.ChoiceField(choices=Poll.Visibility.choices, required=False)
+    dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices, required=False)
+
+
+class VoteInput(serializers.Serializer):
+    poll = TextField(max_length=64, help_text="The poll's id (its slug).")
+    choices = serializers.ListField(
+        child=WholeNumberField(), max_length=MAX_CHOICES, help_text="Ids of the chosen choices of that poll."
+    )
+    voter = voter_field(required=False)
+
+
+class ResultsQuery(serializers.Serializer):
+    voter = voter_field(
+        required=False,
+    )
+
+
+# --- Output --------------------------------------------------------------------------------
+
+
+class ChoiceOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class PollOutput(serializers.Serializer):
+    id = serializers.CharField(help_text="The poll's slug: use it in every other call.")
+    url = serializers.URLField(help_text="The poll's page, to share.")
+    results_url = serializers.URLField()
+    live_url = serializers.URLField(help_text="Full-screen results for a big screen.")
+    question = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    choices = ChoiceOutput(many=True)
+    max_choices = serializers.IntegerField()
+    opens_at = serializers.DateTimeField(allow_null=True)
+    closes_at = serializers.DateTimeField(allow_null=True)
+    closed = serializers.BooleanField(
+        help_text="True when the poll takes no votes now (closed, past its deadline, not open yet)."
+    )
+    results_visibility = serializers.ChoiceField(choices=Poll.Visibility.choices)
+    dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices)
+    created_at = serializers.DateTimeField()
+
+
+class PollCreatedOutput(PollOutput):
+    manage_url = serializers.URLField(
+        help_text="The owner's page. It holds the poll's secret: it is shown only in this answer, keep it."
+    )
+
+
+class VoteOutput(serializers.Serializer):
+    poll = serializers.CharField()
+    choices = serializers.ListField(child=serializers.IntegerField())
+    voter = serializers.CharField(
+        allow_null=True, help_text="The voter key sent; null when the browser's voter cookie identified the voter."
+    )
+
+
+class ChoiceResultOutput(ChoiceOutput):
+    votes = serializers.IntegerField(help_text="How many ballots picked this choice.")
+
+
+class ResultsOutput(serializers.Serializer):
+    poll = serializers.CharField()
+    question = serializers.CharField()
+    total = serializers.IntegerField(help_text="Ballots counted.")
+    closed = serializers.BooleanField()
+    version = serializers.IntegerField(help_text="Grows with every counted ballot; never goes back.")
+    choices = ChoiceResultOutput(many=True)

@@ -1,0 +1,200 @@
+"""The JSON API of DESIGN.md: one thin view per operation, calling the same services and
+selectors as the HTML views. Errors are mapped to status codes in `api.errors`."""
+
+from django.conf import settings
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from api import serializers as io
+from api.errors import VALIDATION_ERROR_SCHEMA, BoundedJSONParser, ErrorSerializer, api_exception_handler
+from polls import selectors, services
+from polls.models import Poll
+from polls.ratelimit import rate_limit_check
+
+# The voter cookie and the client address are read by the same helpers as the HTML views: one
+# definition of the cookie's name, salt and signature, and of which proxy header to trust. The
+# only import of web/ from api/, on purpose: a copy here would drift from the one that writes it.
+from web.voter import client_ip, voter_key_from_cookie
+
+
+def _error(description: str, schema=ErrorSerializer) -> OpenApiResponse:
+    return OpenApiResponse(response=schema, description=description)
+
+
+INVALID = _error(
+    "The request is not valid: `detail` says why, each bad field lists its messages.", VALIDATION_ERROR_SCHEMA
+)
+CROSS_SITE = "a page on another site sent this request from a browser (its Origin is not this site)"
+NOT_FOUND = _error("No poll has this id.")
+TOO_LARGE = _error("The body is larger than 256 KiB.")
+NOT_JSON = _error("The body is not JSON (send Content-Type: application/json).")
+RATE_LIMITED = _error("Too many requests: the Retry-After header says how many seconds to wait.")
+POLL_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The poll's id (its slug).")
+
+
+class ApiView(APIView):
+    parser_classes = [BoundedJSONParser]
+    # OPTIONS and other methods a call does not have answer 405 with an Allow header: the
+    # OpenAPI schema is how programs discover the API.
+    http_method_names = ["get", "post", "head"]
+
+    def get_exception_handler(self):
+        return api_exception_handler
+
+
+def refuse_cross_site(request: Request) -> None:
+    """403 for a browser on another site; programs send no Origin and pass.
+
+    The own origin is the one the browser saw: `Host` with its port (nginx passes it on), and
+    the scheme nginx reports. Sec-Fetch-Site catches browsers that omit Origin.
+    """
+    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+        raise exceptions.PermissionDenied(f"Refused: {CROSS_SITE}.")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    own = f"{request.scheme}://{request.get_host()}"
+    if origin != own and origin not in settings.CSRF_TRUSTED_ORIGINS:
+        raise exceptions.PermissionDenied(f"Refused: {CROSS_SITE}.")
+
+
+def _poll_or_404(slug: str) -> Poll:
+    return selectors.poll_get(slug=slug)  # Poll.DoesNotExist is a 404 (api.errors)
+
+
+def _validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _poll_body(request: Request, poll: Poll) -> dict:
+    def absolute(name: str) -> str:
+        return request.build_absolute_uri(reverse(name, args=[poll.slug]))
+
+    return {
+        "id": poll.slug,
+        "url": absolute("web:poll"),
+        "results_url": absolute("web:results"),
+        "live_url": absolute("web:live"),
+        "question": poll.question,
+        "description": poll.description,
+        "choices": [{"id": choice.id, "text": choice.text} for choice in poll.choices.all()],
+        "max_choices": poll.max_choices,
+        "opens_at": poll.opens_at,
+        "closes_at": poll.closes_at,
+        "closed": not poll.is_open(),
+        "results_visibility": poll.results_visibility,
+        "dedupe": poll.dedupe,
+        "created_at": poll.created_at,
+    }
+
+
+class PollCreateView(ApiView):
+    @extend_schema(
+        operation_id="poll_create",
+        summary="Create a poll",
+        request=io.PollCreateInput,
+        responses={
+            201: io.PollCreatedOutput,
+            400: INVALID,
+            403: _error(f"Refused: {CROSS_SITE}."),
+            413: TOO_LARGE,
+            415: NOT_JSON,
+            429: RATE_LIMITED,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        refuse_cross_site(request)
+        fields = _validated(io.PollCreateInput, request.data)
+        rate_limit_check(action="create", ip_address=client_ip(request))
+        poll, owner_token = services.poll_create(**{name: value for name, value in fields.items() if value is not None})
+        manage_url = request.build_absolute_uri(reverse("web:manage", args=[poll.slug, owner_token]))
+        body = io.PollCreatedOutput(_poll_body(request, poll) | {"manage_url": manage_url}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class PollDetailView(ApiView):
+    @extend_schema(
+        operation_id="poll_get",
+        summary="Read a poll",
+        parameters=[POLL_ID],
+        responses={200: io.PollOutput, 404: NOT_FOUND},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        return Response(io.PollOutput(_poll_body(request, _poll_or_404(id))).data)
+
+
+class VoteCastView(ApiView):
+    @extend_schema(
+        operation_id="vote_cast",
+        summary="Cast a vote",
+        description=(
+            "The voter is `voter` when given, else the browser's voter cookie; without either the vote is "
+            'refused with 400 "voter required", unless the poll counts every call (`dedupe` = `none`).'
+        ),
+        request=io.VoteInput,
+        responses={
+            201: io.VoteOutput,
+            400: INVALID,
+            403: _error(f"The poll is closed or not open yet; or refused: {CROSS_SITE}."),
+            404: NOT_FOUND,
+            409: _error("This voter has already voted in this poll; the first vote counts."),
+            413: TOO_LARGE,
+            415: NOT_JSON,
+            429: RATE_LIMITED,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        refuse_cross_site(request)
+        fields = _validated(io.VoteInput, request.data)
+        voter_key = fields.get("voter") or voter_key_from_cookie(request)
+        ip_address = client_ip(request)
+        rate_limit_check(action="vote", ip_address=ip_address, voter_key=voter_key)
+        ballot = services.vote_cast(
+            poll=_poll_or_404(fields["poll"]),
+            choice_ids=fields["choices"],
+            voter_key=voter_key,
+            ip_address=ip_address,
+        )
+        body = {"poll": ballot.poll.slug, "choices": ballot.choice_ids, "voter": fields.get("voter")}
+        return Response(io.VoteOutput(body).data, status=status.HTTP_201_CREATED)
+
+
+class PollResultsView(ApiView):
+    @extend_schema(
+        operation_id="poll_results",
+        summary="Read a poll's results",
+        description=(
+            "Results follow the poll's `results_visibility`: with `after_vote` pass `voter` (or send the voter "
+            "cookie) to show you voted; with `after_close` they appear when the poll closes."
+        ),
+        parameters=[POLL_ID, OpenApiParameter("voter", str, description="Your voter key, for `after_vote` polls.")],
+        responses={
+            200: io.ResultsOutput,
+            400: INVALID,
+            403: _error("The poll's results are hidden from you for now; `detail` says until when."),
+            404: NOT_FOUND,
+        },
+    )
+    def get(self, request: Request, id: str) -> Response:
+        poll = _poll_or_404(id)
+        query = _validated(io.ResultsQuery, request.query_params)
+        voter_key = query.get("voter") or voter_key_from_cookie(request)
+        has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
+        if not selectors.results_visible(poll=poll, has_voted=has_voted):
+            raise exceptions.PermissionDenied(selectors.results_hidden_reason(poll=poll))
+        results = selectors.poll_results(poll=poll)
+        body = {
+            "poll": poll.slug,
+            "question": poll.question,
+            "total": results.total,
+            "closed": results.closed,
+            "version": results.version,
+            "choices": [{"id": c.id, "text": c.text, "votes": c.votes} for c in results.choices],
+        }
+        return Response(io.ResultsOutput(body).data)

@@ -1,0 +1,110 @@
+"""Rate limits: per address and per voter, in Redis when configured and in-process otherwise."""
+
+import logging
+import threading
+
+import pytest
+
+from polls import ratelimit
+from polls.ratelimit import RateLimited, address_network, rate_limit_check, rate_limits_reset
+from polls.redis_client import get_redis
+
+
+@pytest.fixture(autouse=True)
+def _limits(settings):
+    settings.RATELIMIT_ENABLE = True
+    settings.RATELIMIT_WINDOW = 3600  # long, so no test straddles a window boundary
+    settings.RATELIMIT_VOTES_PER_ADDRESS = 5
+    settings.RATELIMIT_VOTES_PER_VOTER = 2
+    settings.RATELIMIT_POLLS_PER_ADDRESS = 3
+    rate_limits_reset()
+    yield
+    rate_limits_reset()
+
+
+def allowed(**kwargs) -> bool:
+    try:
+        rate_limit_check(**kwargs)
+    except RateLimited:
+        return False
+    return True
+
+
+def test_a_voter_is_stopped_after_the_per_voter_limit():
+    results = [allowed(action="vote", ip_address="198.51.100.1", voter_key="v") for _ in range(3)]
+    assert results == [True, True, False]
+    assert allowed(action="vote", ip_address="198.51.100.1", voter_key="another")
+
+
+def test_an_address_is_stopped_after_the_per_address_limit_whatever_the_voter():
+    results = [allowed(action="vote", ip_address="198.51.100.2", voter_key=f"v{i}") for i in range(6)]
+    assert results == [True] * 5 + [False]
+    assert allowed(action="vote", ip_address="198.51.100.3", voter_key="v-elsewhere")
+
+
+def test_the_refusal_says_how_long_to_wait():
+    for _ in range(2):
+        rate_limit_check(action="vote", ip_address=None, voter_key="v")
+    with pytest.raises(RateLimited) as refused:
+        rate_limit_check(action="vote", ip_address=None, voter_key="v")
+    assert 1 <= refused.value.retry_after <= 3600
+    assert f"Try again in {refused.value.retry_after} seconds" in refused.value.message
+
+
+def test_ipv6_clients_are_counted_by_their_64():
+    assert address_network("2001:db8:1:2:aaaa::1") == address_network("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert address_network("2001:db8:1:3::1") != address_network("2001:db8:1:2::1")
+    assert address_network("::ffff:192.0.2.4") == "192.0.2.4"
+    assert address_network("not an address") is None
+    results = [allowed(action="create", ip_address=f"2001:db8:1:2::{i}") for i in range(1, 5)]
+    assert results == [True, True, True, False]
+
+
+def test_creation_is_limited_per_address():
+    assert [allowed(action="create", ip_address="198.51.100.4") for _ in range(4)] == [True, True, True, False]
+
+
+def test_ratelimit_enable_off_never_refuses(settings):
+    settings.RATELIMIT_ENABLE = False
+    assert all(allowed(action="vote", ip_address="198.51.100.5", voter_key="v") for _ in range(10))
+
+
+def test_an_unknown_action_is_a_programming_error():
+    with pytest.raises(ValueError):
+        rate_limit_check(action="vot", ip_address="198.51.100.6")
+
+
+def test_counters_are_exact_under_concurrent_requests(settings):
+    settings.RATELIMIT_VOTES_PER_ADDRESS = 50
+    settings.RATELIMIT_VOTES_PER_VOTER = 1000
+    outcomes: list[bool] = []
+
+    def hammer():
+        for _ in range(20):
+            outcomes.append(allowed(action="vote", ip_address="198.51.100.7", voter_key="v"))
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(True) == 50 and len(outcomes) == 160
+
+
+@pytest.mark.skipif(not get_redis(), reason="needs REDIS_URL")
+def test_with_redis_the_counters_live_in_redis_and_expire():
+    rate_limit_check(action="vote", ip_address="198.51.100.8", voter_key="v")
+    keys = sorted(get_redis().scan_iter(f"{ratelimit.KEY_PREFIX}:*"))
+    assert len(keys) == 2 and all(0 < get_redis().ttl(key) <= 3601 for key in keys)
+    assert not any("198.51.100.8" in key for key in keys)  # addresses are not stored in clear
+    # Another process sees the same counters: forgetting this process's memory changes nothing.
+    rate_limits_reset()
+    rate_limit_check(action="vote", ip_address="198.51.100.8", voter_key="v")
+    assert not allowed(action="vote", ip_address="198.51.100.8", voter_key="v")
+
+
+def test_with_redis_down_the_check_fails_open_and_logs_it(settings, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    with caplog.at_level(logging.WARNING, logger="polls.ratelimit"):
+        assert all(allowed(action="vote", ip_address="198.51.100.9", voter_key="v") for _ in range(4))
+    assert "Rate limits are not enforced" in caplog.text
