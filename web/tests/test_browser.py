@@ -1,0 +1,117 @@
+"""The whole site once in real Chromium: create a poll, vote from two browsers, refuse a third vote.
+
+The site runs as `make run` runs it (uvicorn, embedded defaults) on a temporary SQLite database.
+"""
+
+import io
+import os
+import re
+import socket
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from realtime.tests import processes
+
+pytestmark = pytest.mark.browser
+
+# This suite's own ports, so parallel work on the machine never collides with it.
+PORTS = range(8240, 8260)
+
+
+def free_port_of_ours() -> int:
+    for port in PORTS:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS}")
+
+
+@pytest.fixture
+def site(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    env |= {"SECRET_KEY": "browser-test-secret", "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
+    processes.migrate(env)
+    server = processes.uvicorn(free_port_of_ours(), env, tmp_path / "uvicorn.log").start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def chromium():
+    processes.require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=processes.CHROMIUM, headless=True, args=processes.CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refused(site, chromium):
+    from playwright.sync_api import expect
+
+    owner = chromium.new_context(viewport={"width": 390, "height": 844})
+    guest = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = owner.new_page()
+
+    # The owner creates a poll through the form, adding a third choice with HTMX.
+    page.goto(f"{site}/")
+    page.get_by_label("Question").fill("Which talk opens the day?")
+    rows = page.get_by_label("Choice")
+    rows.nth(0).fill("Databases")
+    rows.nth(1).fill("Browsers")
+    page.get_by_role("button", name="+ Add a choice").click()
+    expect(rows).to_have_count(4)
+    expect(rows.nth(3)).to_be_focused()
+    rows.nth(3).fill("Compilers")
+    page.get_by_role("button", name="Create poll").click()
+    expect(page.get_by_text("Your poll is ready.")).to_be_visible()
+    slug = re.search(r"/p/(\w+)/manage/", page.url)[1]
+    poll_url = f"{site}/p/{slug}/"
+    expect(page.locator("#owner-url")).to_have_value(re.compile(r"/manage/"))
+
+    # A guest votes from another browser; HTMX swaps the results in place.
+    guest_page = guest.new_page()
+    guest_page.goto(poll_url)
+    guest_page.get_by_label("Browsers").check()
+    guest_page.get_by_role("button", name="Vote").click()
+    expect(guest_page.get_by_text("Thanks, your vote is in.")).to_be_visible()
+    expect(guest_page.locator("#results-total")).to_have_text("1")
+    assert guest_page.url == poll_url  # swapped in place, no navigation
+
+    # The owner has the poll open in two tabs, and votes in the first.
+    first_tab, second_tab = owner.new_page(), owner.new_page()
+    first_tab.goto(poll_url)
+    second_tab.goto(poll_url)
+    first_tab.get_by_label("Databases").check()
+    first_tab.get_by_role("button", name="Vote").click()
+    expect(first_tab.locator("#results-total")).to_have_text("2")
+    bars = first_tab.locator(".bar")
+    expect(bars.nth(0)).to_contain_text("50% · 1 vote")
+    expect(bars.nth(1)).to_contain_text("50% · 1 vote")
+
+    # A third vote from the owner's browser (the stale tab) is refused politely and not counted.
+    second_tab.get_by_label("Compilers").check()
+    second_tab.get_by_role("button", name="Vote").click()
+    expect(second_tab.get_by_role("alert")).to_contain_text("You have already voted in this poll")
+    expect(second_tab.locator("#results-total")).to_have_text("2")
+    guest_page.goto(f"{site}/p/{slug}/results/")
+    expect(guest_page.locator("#results-total")).to_have_text("2")
+    expect(guest_page.locator(".bar").nth(2)).to_contain_text("0% · 0 votes")
+
+    # The share box's QR code is drawn and scans as the poll's link.
+    qr = guest_page.locator("img.share-qr")
+    expect(qr).to_be_visible()
+    assert qr.evaluate("img => img.complete && img.naturalWidth > 0")
+    (scanned,) = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr.screenshot())))
+    assert scanned.text == poll_url
+
+    owner.close()
+    guest.close()
