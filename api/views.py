@@ -3,6 +3,7 @@ selectors as the HTML views. Errors are mapped to status codes in `api.errors`."
 
 from django.conf import settings
 from django.urls import reverse
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -34,6 +35,25 @@ TOO_LARGE = _error("The body is larger than 256 KiB.")
 NOT_JSON = _error("The body is not JSON (send Content-Type: application/json).")
 RATE_LIMITED = _error("Too many requests: the Retry-After header says how many seconds to wait.")
 POLL_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The poll's id (its slug).")
+
+
+class _CreatedPollLinks(AutoSchema):
+    """Adds OpenAPI links from a created poll to the calls that use it, so clients and stateful
+    fuzzers (schemathesis) know the answer's `id` and choice ids feed the next calls."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        by_id = {"id": "$response.body#/id"}
+        operation["responses"]["201"]["links"] = {
+            "ReadPoll": {"operationId": "poll_get", "parameters": by_id},
+            "ReadResults": {"operationId": "poll_results", "parameters": by_id},
+            "Vote": {
+                "operationId": "vote_cast",
+                "requestBody": {"poll": "$response.body#/id", "choices": ["$response.body#/choices/0/id"]},
+                "description": "Votes for the first choice (add a `voter`).",
+            },
+        }
+        return operation
 
 
 class ApiView(APIView):
@@ -95,6 +115,8 @@ def _poll_body(request: Request, poll: Poll) -> dict:
 
 
 class PollCreateView(ApiView):
+    schema = _CreatedPollLinks()
+
     @extend_schema(
         operation_id="poll_create",
         summary="Create a poll",
