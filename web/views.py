@@ -144,7 +144,8 @@ def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
     qr = segno.make(share_url(request, poll), error="m")
     # A standalone document (with its xmlns, or no browser draws it) that scales to any size by its viewBox.
     svg = io.BytesIO()
-    qr.save(svg, kind="svg", scale=8, border=2, dark="#000", light="#fff", omitsize=True, title="QR code of the poll")
+    title = f"QR code for {poll.question}"
+    qr.save(svg, kind="svg", scale=8, border=2, dark="#000", light="#fff", omitsize=True, title=title)
     return HttpResponse(svg.getvalue(), content_type="image/svg+xml")
 
 
