@@ -186,7 +186,6 @@ def api_vote(client, poll, voter, **headers):
     return client.post("/api/votes/", body, content_type="application/json", headers=headers)
 
 
-@pytest.mark.xfail(reason="waiting for the API (POST /api/votes/ and its cross-site check)", strict=False)
 def test_an_api_vote_from_another_site_is_refused_and_programs_without_origin_are_not(client, poll_and_token):
     poll, _ = poll_and_token
     assert api_vote(client, poll, "browser-on-evil-site", Origin=FOREIGN_ORIGIN).status_code == 403
@@ -412,7 +411,127 @@ def test_the_overlay_page_may_be_framed_and_only_it(client, poll_and_token):
     assert frame_ancestors != ["'none'"]
     # X-Frame-Options cannot say "these sites", and browsers honour a DENY over the CSP in some cases.
     assert "X-Frame-Options" not in overlay
+    # Framable means clickable by a page on top: the overlay has nothing to click.
+    assert not [tag for tag, _ in elements(overlay.content.decode()) if tag in ("form", "button", "input")]
     # The kiosk without the overlay flag is a normal page.
     kiosk = client.get(f"/p/{poll.slug}/live/")
     assert kiosk["X-Frame-Options"] == "DENY"
     assert csp_directives(kiosk["Content-Security-Policy"])["frame-ancestors"] == ["'none'"]
+
+
+# --- Rate limits ------------------------------------------------------------------------
+
+SMALL_LIMITS = {
+    "RATELIMIT_ENABLE": True,
+    "RATELIMIT_WINDOW": 60,
+    "RATELIMIT_VOTES_PER_VOTER": 3,
+    "RATELIMIT_VOTES_PER_ADDRESS": 5,
+    "RATELIMIT_POLLS_PER_ADDRESS": 2,
+}
+
+
+@pytest.fixture
+def small_limits(settings):
+    from polls.ratelimit import rate_limits_reset
+
+    for name, value in SMALL_LIMITS.items():
+        setattr(settings, name, value)
+    rate_limits_reset()  # embedded counters; Redis is emptied per test by conftest
+    yield
+    rate_limits_reset()
+
+
+def assert_rate_limited(response) -> None:
+    assert response.status_code == 429, response.status_code
+    assert 1 <= int(response["Retry-After"]) <= SMALL_LIMITS["RATELIMIT_WINDOW"]
+
+
+def open_poll():
+    return services.poll_create(question="Again?", choices=["Yes", "No"], dedupe="none")[0]
+
+
+def api_create(client, address):
+    body = {"question": "New?", "choices": ["A", "B"]}
+    return client.post("/api/polls/", body, content_type="application/json", REMOTE_ADDR=address)
+
+
+def html_create(client, address):
+    body = {"question": "New?", "choices": ["A", "B"], "results_visibility": "always", "dedupe": "browser"}
+    return client.post("/polls/new/", body, REMOTE_ADDR=address)
+
+
+def api_vote_from(client, poll, voter, address):
+    body = {"poll": poll.slug, "choices": choice_ids(poll)[:1], "voter": voter}
+    return client.post("/api/votes/", body, content_type="application/json", REMOTE_ADDR=address)
+
+
+def html_vote_from(client, poll, address, **headers):
+    return client.post(f"/p/{poll.slug}/vote/", {"choice": choice_ids(poll)[0]}, REMOTE_ADDR=address, headers=headers)
+
+
+def test_api_poll_creation_is_limited_per_address(client, small_limits):
+    assert [api_create(client, "192.0.2.1").status_code for _ in range(2)] == [201, 201]
+    assert_rate_limited(api_create(client, "192.0.2.1"))
+    assert api_create(client, "192.0.2.2").status_code == 201
+
+
+@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
+def test_html_poll_creation_is_limited_per_address(client, small_limits):
+    assert [html_create(client, "192.0.2.1").status_code for _ in range(2)] == [302, 302]
+    assert_rate_limited(html_create(client, "192.0.2.1"))
+    assert html_create(client, "192.0.2.2").status_code == 302
+    assert Poll.objects.count() == 3
+
+
+def test_api_votes_are_limited_per_voter_and_per_address(client, small_limits):
+    poll = open_poll()
+    assert [api_vote_from(client, poll, "one-voter", f"192.0.2.{n}").status_code for n in range(3)] == [201] * 3
+    assert_rate_limited(api_vote_from(client, poll, "one-voter", "192.0.2.99"))  # a new address does not help
+    # Many voters behind one address share its (larger) budget.
+    assert [api_vote_from(client, poll, f"voter-{n}", "198.51.100.7").status_code for n in range(5)] == [201] * 5
+    assert_rate_limited(api_vote_from(client, poll, "voter-new", "198.51.100.7"))
+    assert poll.ballots.count() == 8
+
+
+def test_ipv6_clients_are_counted_by_their_64(client, small_limits):
+    poll = open_poll()
+    same_64 = [f"2001:db8:1:2::{n:x}" for n in range(1, 7)]
+    statuses = [api_vote_from(client, poll, f"voter-{n}", address).status_code for n, address in enumerate(same_64)]
+    assert statuses == [201] * 5 + [429]
+    assert api_vote_from(client, poll, "next-door", "2001:db8:1:3::1").status_code == 201
+
+
+@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
+def test_html_votes_are_limited_per_voter_with_and_without_htmx(client, small_limits):
+    poll = open_poll()
+    statuses = [html_vote_from(client, poll, f"192.0.2.{n}").status_code for n in range(3)]
+    assert statuses == [302] * 3
+    assert_rate_limited(html_vote_from(client, poll, "192.0.2.50"))
+    limited = html_vote_from(client, poll, "192.0.2.51", HX_Request="true")
+    assert_rate_limited(limited)
+    assert "<html" not in limited.content.decode() and "Try again" in limited.content.decode()
+
+
+@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
+def test_html_votes_are_limited_per_address(small_limits):
+    poll = open_poll()
+    statuses = [html_vote_from(Client(), poll, "198.51.100.7").status_code for _ in range(5)]
+    assert statuses == [302] * 5
+    assert_rate_limited(html_vote_from(Client(), poll, "198.51.100.7"))
+
+
+def test_with_redis_unreachable_votes_and_new_polls_are_still_served(client, small_limits, monkeypatch, caplog):
+    """The deliberate behaviour: rate limits fail open (and say so in the log); nothing answers 500."""
+    import redis
+
+    import polls.ratelimit
+
+    dead = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5, socket_timeout=0.5)
+    monkeypatch.setattr(polls.ratelimit, "get_redis", lambda: dead)
+    poll = open_poll()
+    answers = [api_vote_from(client, poll, "one-voter", "192.0.2.1").status_code for _ in range(5)]
+    answers += [html_vote_from(client, poll, "192.0.2.1").status_code for _ in range(5)]
+    answers += [api_create(client, "192.0.2.1").status_code for _ in range(3)]
+    answers += [html_create(client, "192.0.2.1").status_code for _ in range(3)]
+    assert answers == [201] * 5 + [302] * 5 + [201] * 3 + [302] * 3
+    assert "Rate limits are not enforced" in caplog.text
