@@ -10,6 +10,7 @@ import secrets
 from datetime import datetime
 
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 
 # Letters and digits that cannot be confused when read off a screen (no 0/o, 1/l/i).
@@ -30,6 +31,19 @@ def new_slug() -> str:
 
 def hash_owner_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Sent with the slugs of polls changed by a queryset `update()`, which sends no post_save:
+# caches of polls (polls/poll_cache.py) must hear of every change.
+polls_updated = Signal()
+
+
+class PollQuerySet(models.QuerySet):
+    def update(self, **kwargs) -> int:
+        slugs = list(self.values_list("slug", flat=True))
+        updated = super().update(**kwargs)
+        polls_updated.send(sender=Poll, slugs=slugs)
+        return updated
 
 
 class Poll(models.Model):
@@ -54,6 +68,8 @@ class Poll(models.Model):
     dedupe = models.CharField(max_length=8, choices=Dedupe, default=Dedupe.BROWSER)
     owner_token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = PollQuerySet.as_manager()
 
     class Meta:
         indexes = [

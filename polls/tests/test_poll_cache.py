@@ -1,0 +1,65 @@
+"""The per-process poll cache: a change of a poll is seen by the next lookup, in every process."""
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from polls import selectors, services
+from polls.models import Poll
+from polls.redis_client import get_redis
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not settings.REDIS_URL, reason="polls are cached only when Redis holds their revisions"),
+]
+
+
+def make_poll():
+    poll, _token = services.poll_create(question="Cached?", choices=["Yes", "No"])
+    return poll
+
+
+def close_behind_the_cache(poll):
+    """What another process closing the poll looks like from here: the row changes, then the revision."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE polls_poll SET closed = true WHERE id = %s", [poll.id])
+
+
+def test_a_lookup_is_served_from_the_cache_while_the_poll_is_unchanged(django_assert_num_queries):
+    poll = make_poll()
+    selectors.poll_get(slug=poll.slug)
+    with django_assert_num_queries(0):
+        cached = selectors.poll_get(slug=poll.slug)
+        assert [choice.text for choice in cached.choices.all()] == ["Yes", "No"]
+
+
+def test_a_poll_closed_by_another_process_is_closed_at_the_next_lookup():
+    poll = make_poll()
+    assert selectors.poll_get(slug=poll.slug).is_open()
+    close_behind_the_cache(poll)
+    get_redis().incr(f"pollrev:{poll.slug}")  # what that process's poll_close does after its commit
+
+    assert not selectors.poll_get(slug=poll.slug).is_open()
+
+
+def test_closing_through_the_service_bumps_the_revision_other_processes_check():
+    poll = selectors.poll_get(slug=make_poll().slug)
+    before = get_redis().get(f"pollrev:{poll.slug}")
+    services.poll_close(poll=poll)
+    assert get_redis().get(f"pollrev:{poll.slug}") != before
+    with pytest.raises(services.PollClosed):
+        services.vote_cast(poll=selectors.poll_get(slug=poll.slug), choice_ids=[], voter_key="v", ip_address=None)
+
+
+def test_a_queryset_update_invalidates_the_cache_too():
+    poll = make_poll()
+    selectors.poll_get(slug=poll.slug)
+    Poll.objects.filter(pk=poll.pk).update(closed=True)
+    assert not selectors.poll_get(slug=poll.slug).is_open()
+
+
+def test_each_caller_gets_its_own_copy():
+    poll = make_poll()
+    first = selectors.poll_get(slug=poll.slug)
+    first.closed = True  # a service changing its poll before saving it
+    assert selectors.poll_get(slug=poll.slug).closed is False
