@@ -64,7 +64,7 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     # The owner creates a poll through the form, adding a third choice with HTMX.
     page.goto(f"{site}/")
     page.get_by_label("Question").fill("Which talk opens the day?")
-    rows = page.get_by_label("Choice")
+    rows = page.get_by_label("Choice", exact=True)
     rows.nth(0).fill("Databases")
     rows.nth(1).fill("Browsers")
     page.get_by_role("button", name="+ Add a choice").click()
