@@ -57,7 +57,7 @@ def chromium():
 def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refused(site, chromium):
     from playwright.sync_api import expect
 
-    owner = chromium.new_context(viewport={"width": 390, "height": 844})
+    owner = chromium.new_context(viewport={"width": 390, "height": 844}, timezone_id="America/New_York")
     guest = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = owner.new_page()
 
@@ -71,11 +71,16 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     expect(rows).to_have_count(4)
     expect(rows.nth(3)).to_be_focused()
     rows.nth(3).fill("Compilers")
+    page.get_by_text("Options").click()
+    expect(page.get_by_text("time in America/New York")).to_be_visible()
+    page.get_by_label("Closes at").fill("2099-06-01T12:00")  # the owner's wall clock: 16:00 UTC
     page.get_by_role("button", name="Create poll").click()
     expect(page.get_by_text("Your poll is ready.")).to_be_visible()
     slug = re.search(r"/p/(\w+)/manage/", page.url)[1]
     poll_url = f"{site}/p/{slug}/"
     expect(page.locator("#owner-url")).to_have_value(re.compile(r"/manage/"))
+    expect(page.locator(".poll-status time")).to_have_attribute("datetime", "2099-06-01T16:00:00+00:00")
+    expect(page.get_by_label("Deadline")).to_have_value("2099-06-01T12:00")  # shown back in local time
 
     # A guest votes from another browser; HTMX swaps the results in place.
     guest_page = guest.new_page()

@@ -578,7 +578,8 @@ def test_a_post_with_the_csrf_token_from_the_page_is_accepted(poll):
 def test_a_body_too_large_to_read_is_a_400_not_a_500(client, db):
     response = client.post("/polls/new/", create_form(description="x" * 300_000))
     assert response.status_code == 400
-    assert "<html" in response.content.decode()
+    assert "We could not understand what your browser sent" in response.content.decode()
+    assert not Poll.objects.exists()
 
 
 def test_the_error_pages_explain_themselves(rf, db):
