@@ -18,11 +18,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from crowdtick.health import readiness
 from polls import selectors, services
 from polls.models import Poll
+from polls.ratelimit import RateLimited, rate_limit_check
 from web.forms import INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
 from web.voter import client_ip, remember_voter, voter_key_for, voter_key_from_cookie
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
-_VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403}
+_VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
 
 
 def _poll_or_404(slug: str) -> Poll:
@@ -77,16 +78,29 @@ def poll_create(request: HttpRequest) -> HttpResponse:
     if "add_choice" in request.POST:
         # The no-JavaScript way to add a row: show the same form again with one more.
         return TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows + [""], "adding": True})
+    status, retry_after = 400, None
     if form.is_valid():
         try:
+            rate_limit_check(action="create", ip_address=client_ip(request))
             poll, owner_token = services.poll_create(**form.service_kwargs())
         except ValidationError as error:
             form.add_error(None, error)
+        except RateLimited as limited:
+            form.add_error(None, limited.message)
+            status, retry_after = 429, limited.retry_after
         else:
             url = reverse("web:manage", args=[poll.slug, owner_token]) + "?created=1"
             return redirect(url)
     rows = rows if len(rows) >= 2 else rows + [""] * (2 - len(rows))
-    return TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows}, status=400)
+    response = TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows}, status=status)
+    return _with_retry_after(response, retry_after)
+
+
+def _with_retry_after(response: HttpResponse, seconds: int | None) -> HttpResponse:
+    # A 429 says when to come back, for people (the message) and programs (the header).
+    if seconds:
+        response["Retry-After"] = str(seconds)
+    return response
 
 
 @require_GET
@@ -101,18 +115,20 @@ def poll_detail(request: HttpRequest, slug: str) -> TemplateResponse:
 def vote(request: HttpRequest, slug: str) -> HttpResponse:
     poll = _poll_or_404(slug)
     form = VoteForm(request.POST, poll=poll)
-    status = 400
+    status, retry_after = 400, None
     if form.is_valid():
         try:
+            rate_limit_check(action="vote", ip_address=client_ip(request), voter_key=voter_key_for(request))
             services.vote_cast(
                 poll=poll,
                 choice_ids=form.cleaned_data["choice"],
                 voter_key=voter_key_for(request),
                 ip_address=client_ip(request),
             )
-        except services.VoteRejected as rejection:
+        except (services.VoteRejected, RateLimited) as rejection:
             form.add_error(None, rejection.message)
             status = next((code for kind, code in _VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+            retry_after = getattr(rejection, "retry_after", None)
         else:
             if not request.htmx:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
@@ -120,7 +136,8 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
     context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form}
     template = "poll.html#poll-body" if request.htmx else "poll.html"
-    return remember_voter(request, TemplateResponse(request, template, context, status=status))
+    response = TemplateResponse(request, template, context, status=status)
+    return remember_voter(request, _with_retry_after(response, retry_after))
 
 
 @require_GET

@@ -4,8 +4,10 @@ import logging
 import threading
 
 import pytest
+from django.test import Client
 
-from polls import ratelimit
+from polls import ratelimit, services
+from polls.models import Poll
 from polls.ratelimit import RateLimited, address_network, rate_limit_check, rate_limits_reset
 from polls.redis_client import get_redis
 
@@ -108,3 +110,31 @@ def test_with_redis_down_the_check_fails_open_and_logs_it(settings, caplog):
     with caplog.at_level(logging.WARNING, logger="polls.ratelimit"):
         assert all(allowed(action="vote", ip_address="198.51.100.9", voter_key="v") for _ in range(4))
     assert "Rate limits are not enforced" in caplog.text
+
+
+# --- The HTML doors call the same check ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_html_vote_form_is_limited_per_voter_with_a_429_and_a_message(settings):
+    settings.RATELIMIT_VOTES_PER_VOTER = 1
+    browser = Client(HTTP_HOST="127.0.0.1")
+    polls = [services.poll_create(question=f"Q{i}", choices=["A", "B"])[0] for i in range(2)]
+    first = browser.post(f"/p/{polls[0].slug}/vote/", {"choice": polls[0].choices.first().id})
+    assert first.status_code == 302
+    refused = browser.post(f"/p/{polls[1].slug}/vote/", {"choice": polls[1].choices.first().id})
+    assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 3600
+    assert "Too many votes from you." in refused.content.decode()
+    assert polls[1].ballots.count() == 0
+
+
+@pytest.mark.django_db
+def test_the_html_create_form_is_limited_per_address(settings):
+    settings.RATELIMIT_POLLS_PER_ADDRESS = 1
+    browser = Client(HTTP_HOST="127.0.0.1")
+    form = {"question": "Tea?", "choices": ["Tea", "Coffee"], "max_choices": 1, "results_visibility": "always"}
+    form |= {"dedupe": "browser"}
+    assert browser.post("/polls/new/", form).status_code == 302
+    refused = browser.post("/polls/new/", form)
+    assert refused.status_code == 429 and "Too many new polls" in refused.content.decode()
+    assert Poll.objects.count() == 1
