@@ -31,9 +31,19 @@ lint: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --no-input
 
+## make loadtest: starts the stack, steps Locust users 100 → 4,000, checks every vote, writes docs/loadtest/
+## (LOADTEST_ARGS="--steps 100,1000 --step-seconds 20" for a short run; --help lists the options)
+loadtest: $(VENV)/.installed
+	$(PY) loadtest/run.py $(LOADTEST_ARGS)
+
 ## make screenshots: landing, poll, results and owner pages at phone and desktop width, into docs/screenshots/
 screenshots: $(VENV)/.installed
 	DEBUG=1 $(PY) scripts/screenshots.py
+
+## make bench-live: 100, 1,000 and 5,000 WebSocket viewers on one poll while votes arrive at 200/s
+## through the stack (started on CT_HTTP_PORT, default 8090); writes docs/benchmarks.md
+bench-live: $(VENV)/.installed
+	$(PY) bench/live/run.py $(BENCH_LIVE_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
