@@ -1,0 +1,1 @@
+"""Load tests: Locust users, the stepped-load runner, the integrity check and the report."""

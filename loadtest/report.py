@@ -1,0 +1,454 @@
+#!/usr/bin/env python3
+"""Writes REPORT.md and its charts from a run directory of loadtest/run.py.
+
+Usage: python loadtest/report.py RUN_DIR [--out docs/loadtest]
+Reads meta.json, steps.jsonl (one record per measured step) and samples.jsonl (CPU and memory
+each second); notes kept by hand in loadtest/NOTES.md are appended as the reading of the figures.
+"""
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTES = ROOT / "loadtest" / "NOTES.md"
+PUSH = "WS push: vote acknowledged → shown"
+SLOW_MS = 200
+TARGET_P95_AT_1000_MS = 50
+TARGET_RATIO_2000_TO_100 = 1.5
+BUSY_SHARE = 0.9  # a core (or the machine) busier than this is saturated
+
+
+def load(run_dir: Path) -> tuple[dict, list[dict], list[dict]]:
+    meta = json.loads((run_dir / "meta.json").read_text())
+    steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines() if line.strip()]
+    samples_path = run_dir / "samples.jsonl"
+    samples = (
+        [json.loads(line) for line in samples_path.read_text().splitlines() if line.strip()]
+        if (samples_path.exists())
+        else []
+    )
+    for step in steps:
+        step["resources"] = resources(samples, step["started_at"], step["ended_at"])
+    if meta.get("ceiling"):
+        meta["ceiling"]["resources"] = resources(samples, meta["ceiling"]["started_at"], meta["ceiling"]["ended_at"])
+    return meta, steps, samples
+
+
+def resources(samples: list[dict], start: float, end: float) -> dict:
+    """CPU (in cores) and memory per role over [start, end], from the samples nearest its ends."""
+    inside = [s for s in samples if start <= s["t"] <= end]
+    if len(inside) < 2:
+        return {}
+    first, last = inside[0], inside[-1]
+    seconds = last["t"] - first["t"]
+    roles: dict[str, dict] = defaultdict(lambda: {"cores": 0.0, "rss_mb": 0.0, "processes": 0, "hottest": 0.0})
+    for pid, (role, cpu_seconds, _) in last["processes"].items():
+        before = first["processes"].get(pid)
+        if before is None:
+            continue
+        cores = (cpu_seconds - before[1]) / seconds
+        entry = roles[role]
+        entry["cores"] += cores
+        entry["processes"] += 1
+        entry["hottest"] = max(entry["hottest"], cores)
+    for sample in inside:
+        for role, _, rss in sample["processes"].values():
+            roles[role]["rss_mb"] += rss / 2**20 / len(inside)
+    machine_cores = (last["machine"]["busy"] - first["machine"]["busy"]) / seconds
+    machine_share = (last["machine"]["busy"] - first["machine"]["busy"]) / (
+        last["machine"]["total"] - first["machine"]["total"]
+    )
+    measured = sum(entry["cores"] for entry in roles.values())
+    return {
+        "roles": dict(sorted(roles.items(), key=lambda item: -item[1]["cores"])),
+        "machine_cores": machine_cores,
+        "machine_busy_pct": 100 * machine_share,
+        "others_cores": max(0.0, machine_cores - measured),
+    }
+
+
+def fmt_ms(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def step_at(steps: list[dict], users: int) -> dict | None:
+    return next((step for step in steps if step["users"] == users), None)
+
+
+def push_series(step: dict) -> dict:
+    return step["names"].get(PUSH) or {}
+
+
+def vote_attempts_per_minute(step: dict) -> float:
+    """Votes sent (first tries and repeats, form and API): what the per-address rate limit counts."""
+    votes = sum(figures["requests"] for name, figures in step["names"].items() if "/vote" in name and "POST" in name)
+    return 60 * votes / step["seconds"]
+
+
+def saturation(step: dict) -> str:
+    """What ran out at this step, read from the CPU figures."""
+    res = step.get("resources") or {}
+    if not res:
+        return "no resource samples for this step"
+    cores = res["machine_cores"]
+    top = [(role, entry) for role, entry in res["roles"].items() if entry["cores"] >= 0.05][:4]
+    parts = ", ".join(f"{role} {entry['cores']:.2f}" for role, entry in top)
+    pegged = [
+        f"a {role} process at {entry['hottest']:.0%} of a core"
+        for role, entry in res["roles"].items()
+        if entry["hottest"] >= BUSY_SHARE
+    ]
+    text = f"the machine was {res['machine_busy_pct']:.0f}% busy ({cores:.2f} of its cores: {parts}"
+    if res["others_cores"] >= 0.05:
+        text += f", other processes on the machine {res['others_cores']:.2f}"
+    text += ")"
+    if res["machine_busy_pct"] >= 100 * BUSY_SHARE:
+        text = "CPU: " + text
+    elif pegged:
+        text = "one process's core: " + text
+    else:
+        text = "not the CPU: " + text
+    if pegged:
+        text += "; " + "; ".join(pegged)
+    return text
+
+
+def verdicts(meta: dict, steps: list[dict]) -> list[str]:
+    lines = []
+    integrity = meta.get("integrity") or {}
+    at_1000 = step_at(steps, 1000)
+    if at_1000:
+        p95 = at_1000["http"]["p95"]
+        failures = at_1000["all"]["failures"]
+        ok = p95 is not None and p95 < TARGET_P95_AT_1000_MS and failures == 0 and integrity.get("exact")
+        lines.append(
+            f"- At 1,000 users: p95 **{fmt_ms(p95)} ms** (target under {TARGET_P95_AT_1000_MS} ms), "
+            f"**{failures}** errors (target 0), integrity **{'exact' if integrity.get('exact') else 'NOT exact'}**: "
+            f"{'met ✔' if ok else 'missed ✘'}."
+        )
+    else:
+        lines.append("- At 1,000 users: not measured in this run.")
+    at_100, at_2000 = step_at(steps, 100), step_at(steps, 2000)
+    if at_100 and at_2000 and at_100["http"]["p95"]:
+        ratio = at_2000["http"]["p95"] / at_100["http"]["p95"]
+        lines.append(
+            f"- p95 at 2,000 users **{fmt_ms(at_2000['http']['p95'])} ms** vs **{fmt_ms(at_100['http']['p95'])} ms** "
+            f"at 100 users: **{ratio:.2f}×** (target at most {TARGET_RATIO_2000_TO_100}×): "
+            f"{'met ✔' if ratio <= TARGET_RATIO_2000_TO_100 else 'missed ✘'}."
+        )
+    else:
+        lines.append("- p95 at 2,000 users vs 100 users: not measured in this run (it needs both steps).")
+    slow = next((step for step in steps if (step["http"]["p95"] or 0) > SLOW_MS), None)
+    if slow:
+        lines.append(
+            f"- p95 first passes {SLOW_MS} ms at **{slow['users']:,} users** "
+            f"(p95 {fmt_ms(slow['http']['p95'])} ms). What saturated there: {saturation(slow)}."
+        )
+    elif steps:
+        last = steps[-1]
+        lines.append(
+            f"- p95 never passed {SLOW_MS} ms in this run; at the last step ({last['users']:,} users) it was "
+            f"{fmt_ms(last['http']['p95'])} ms, and {saturation(last)}."
+        )
+    return lines
+
+
+def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
+    users = [step["users"] for step in steps]
+
+    def axes(title: str, ylabel: str):
+        figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
+        axis.set_title(title)
+        axis.set_xlabel("users")
+        axis.set_ylabel(ylabel)
+        axis.set_xscale("log")
+        axis.xaxis.set_major_locator(FixedLocator(users))
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.set_xticklabels([f"{n:,}" for n in users])
+        axis.grid(True, which="both", alpha=0.3)
+        return figure, axis
+
+    def save(figure, name: str) -> str:
+        figure.tight_layout()
+        figure.savefig(out_dir / name)
+        plt.close(figure)
+        return name
+
+    names = []
+    figure, axis = axes("HTTP latency percentiles (all endpoints)", "milliseconds")
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        axis.plot(users, [step["http"][key] for step in steps], style, label=key)
+    axis.axhline(TARGET_P95_AT_1000_MS, color="green", linestyle=":", label=f"{TARGET_P95_AT_1000_MS} ms")
+    axis.axhline(SLOW_MS, color="red", linestyle=":", label=f"{SLOW_MS} ms")
+    axis.set_yscale("log")
+    axis.legend()
+    names.append(save(figure, "latency.png"))
+
+    figure, axis = axes("Throughput", "HTTP requests per second")
+    axis.plot(users, [step["http"]["rps"] for step in steps], "o-", label="served (all HTTP)")
+    if meta.get("ceiling"):
+        axis.axhline(meta["ceiling"]["rps"], color="gray", linestyle="--", label="/healthz ceiling")
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    names.append(save(figure, "throughput.png"))
+
+    figure, axis = axes("Errors", "% of requests, sockets and pushes failed")
+    axis.plot(users, [step["all"]["error_pct"] for step in steps], "o-", color="crimson")
+    axis.set_ylim(bottom=0, top=max(1.0, max(step["all"]["error_pct"] for step in steps) * 1.2))
+    names.append(save(figure, "errors.png"))
+
+    figure, axis = axes("Push latency: vote acknowledged → shown on a live screen", "milliseconds")
+    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+        axis.plot(users, [push_series(step).get(key) for step in steps], style, label=key)
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    names.append(save(figure, "push_latency.png"))
+
+    roles = []
+    for step in steps:
+        for role in (step.get("resources") or {}).get("roles", {}):
+            if role not in roles:
+                roles.append(role)
+    if roles:
+        figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
+        axis.set_title(f"CPU by process role (cores; the machine has {meta['machine']['cores']})")
+        positions = range(len(users))
+        bottom = [0.0] * len(users)
+        for role in roles:
+            values = [
+                ((step.get("resources") or {}).get("roles", {}).get(role) or {}).get("cores", 0) for step in steps
+            ]
+            axis.bar(positions, values, bottom=bottom, label=role)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        others = [(step.get("resources") or {}).get("others_cores", 0) for step in steps]
+        axis.bar(positions, others, bottom=bottom, label="other processes", color="lightgray")
+        axis.axhline(meta["machine"]["cores"], color="black", linestyle=":")
+        axis.set_xticks(list(positions), [f"{n:,}" for n in users])
+        axis.set_xlabel("users")
+        axis.set_ylabel("cores")
+        axis.legend(fontsize=7, loc="upper left")
+        names.append(save(figure, "cpu.png"))
+    return names
+
+
+def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
+    options = meta["options"]
+    machine = meta["machine"]
+    integrity = meta.get("integrity") or {}
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta["started_at"]))
+    duration = (meta["ended_at"] - meta["started_at"]) / 60
+    lines = ["# Load test report", ""]
+    if options.get("label"):
+        lines += [f"> **{options['label']}**", ""]
+    lines += [
+        f"Produced by `{options['command']}` on {date} ({duration:.0f} minutes), from a real run on this machine:",
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB RAM, Linux {machine['kernel']}, "
+        f"Python {machine['python']}, {machine['locust']}, PostgreSQL {machine['postgres']}, "
+        f"{machine['redis'].split(' sha=')[0]}, {machine['nginx']}.",
+        "",
+        f"Steps: {', '.join(f'{n:,}' for n in options['steps'])} users; each step ramps at "
+        f"{options['spawn_rate']:g} users/s, settles {options['settle_seconds']:g} s, then is measured for "
+        f"{options['step_seconds']:g} s. User mix (weights): `{options['mix']}`; "
+        f"think times × {options['wait_scale']:g}. "
+        f"{options['polls']} polls seeded.",
+        "",
+        "## Verdict",
+        "",
+        *verdicts(meta, steps),
+        "",
+        "## What ran",
+        "",
+        "- **The stack** is `make stack`'s own launcher (`scripts/stack`): nginx in front of 2 gunicorn (gthread) and "
+        "2 uvicorn (WebSockets) servers, Celery worker and beat, the broadcaster, PostgreSQL and Redis, all on this "
+        "machine, sharing its cores with the load generator.",
+        f"- **The load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} worker processes. "
+        "*Voter*: a phone that opens a poll, reads it (1–5 s), votes through the form as htmx does (CSRF token and "
+        "cookie, `HX-Request`), taps again one time in ten and must be refused (409), opens the results page one time "
+        "in two, then waits 30–60 s for the next question; when it has answered every poll, a new person takes it. "
+        "*ApiVoter*: a program voting through `POST /api/votes/` with a unique `voter` key every 30–60 s, repeating "
+        "one vote in ten (409 expected) and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live "
+        "screen; loads the results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. *Creator*: "
+        "every 30–90 s creates a poll (the landing page's form or the API). Polls draw attention unevenly: the "
+        "n-th poll gets 1/n of the first one's.",
+        "- **Push latency**: every vote acknowledged through the form carries the tally version of its answer; one "
+        "screen of that poll (chosen at random in the same Locust process) times it from the acknowledgement to the "
+        "first push whose version includes it. A vote no push showed within 10 s counts as an error.",
+        "- **Errors** count failed HTTP requests (unexpected status, timeouts), failed or lost WebSockets and missed "
+        "pushes, over all of them. Latency percentiles are of HTTP requests, at 0.1 ms resolution.",
+        "- **Rate limits**: " + rate_limit_line(options),
+        "",
+    ]
+    ceiling = meta.get("ceiling")
+    if ceiling:
+        res = ceiling.get("resources") or {}
+        lines += [
+            "## /healthz ceiling (same stack, same run)",
+            "",
+            f"{ceiling['rps']:,.0f} requests/s for {ceiling['seconds']} s with {ceiling['tool']} "
+            f"({ceiling['failures']} failures)"
+            + (f"; the machine was {res['machine_busy_pct']:.0f}% busy." if res else "."),
+            "It is what the stack answers when every request is the cheapest one: the roof for the figures below.",
+            "",
+        ]
+    lines += [
+        "## Per step",
+        "",
+        "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | push p50 ms | push p95 ms | push p99 ms "
+        "| pushes timed | votes sent/min | machine CPU |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for step in steps:
+        push = push_series(step)
+        res = step.get("resources") or {}
+        lines.append(
+            f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
+            f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
+            f"| {step['all']['error_pct']:.2f} | {fmt_ms(push.get('p50'))} | {fmt_ms(push.get('p95'))} "
+            f"| {fmt_ms(push.get('p99'))} | {push.get('requests', 0):,} | {vote_attempts_per_minute(step):,.0f} "
+            f"| {res.get('machine_busy_pct', 0):.0f}% |"
+        )
+    lines += ["", "## Charts", ""]
+    titles = {
+        "latency.png": "Latency percentiles vs users",
+        "throughput.png": "Throughput vs users",
+        "errors.png": "Error % vs users",
+        "push_latency.png": "Push latency vs users",
+        "cpu.png": "CPU by process vs users",
+    }
+    for name in chart_names:
+        lines += [f"![{titles[name]}]({name})", ""]
+    lines += ["## Per endpoint", ""]
+    for step in steps:
+        lines += [
+            f"### {step['users']:,} users ({step['users_running']:,} running: "
+            + ", ".join(f"{n:,} {kind}" for kind, n in step.get("user_classes", {}).items())
+            + ")",
+            "",
+            "| endpoint | requests | req/s | p50 ms | p95 ms | p99 ms | max ms | failures |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for name, figures in step["names"].items():
+            lines.append(
+                f"| `{name}` | {figures['requests']:,} | {figures['rps']:,.1f} | {fmt_ms(figures['p50'])} "
+                f"| {fmt_ms(figures['p95'])} | {fmt_ms(figures['p99'])} | {fmt_ms(figures['max'])} "
+                f"| {figures['failures']:,} |"
+            )
+        errors = step["all"]["errors"]
+        if errors:
+            lines += ["", "Errors seen: " + "; ".join(f"{n:,} × {message}" for message, n in errors.items())]
+        lines.append("")
+    lines += [
+        "## CPU and memory per process",
+        "",
+        "CPU in cores (1.00 = one core fully busy) over each step's measured window, summed per role; "
+        '"hottest" is the busiest single process of the role. Memory is resident (RSS), averaged over the window. '
+        "Redis is the machine's shared server; PostgreSQL counts the backends connected to the run's database.",
+        "",
+    ]
+    for step in steps:
+        res = step.get("resources") or {}
+        if not res:
+            continue
+        lines += [
+            f"### {step['users']:,} users: machine {res['machine_busy_pct']:.0f}% busy "
+            f"({res['machine_cores']:.2f} cores, of which other processes {res['others_cores']:.2f})",
+            "",
+            "| role | processes | CPU cores | hottest process | memory MB |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for role, entry in res["roles"].items():
+            lines.append(
+                f"| {role} | {entry['processes']} | {entry['cores']:.2f} | {entry['hottest']:.2f} "
+                f"| {entry['rss_mb']:,.0f} |"
+            )
+        lines.append("")
+    lines += ["## Integrity", "", *integrity_lines(integrity), ""]
+    if NOTES.exists():
+        lines += [NOTES.read_text().strip(), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        options["command"],
+        "```",
+        "",
+        "`make loadtest` needs PostgreSQL and Redis on 127.0.0.1 and nginx (wrk is used for the ceiling when "
+        "installed). `DATABASE_URL` and `REDIS_URL` choose the database; `LOADTEST_ARGS` passes options to "
+        "`loadtest/run.py` (`--help` lists them). The raw data of a run (every step's record and every CPU sample) "
+        "stays in its run directory; `python loadtest/report.py RUN_DIR` rewrites this report from it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def rate_limit_line(options: dict) -> str:
+    changed = {name: value for name, value in options.get("stack_env", {}).items() if "RATELIMIT" in name}
+    if not changed:
+        return (
+            "on, at their production defaults (nothing changed): every user comes from 127.0.0.1, like a hall "
+            "behind one NAT address."
+        )
+    listed = ", ".join(f"`{name}={value}`" for name, value in changed.items())
+    return f"on, with these settings changed for this run: {listed} (see the reading below for why)."
+
+
+def integrity_lines(integrity: dict) -> list[str]:
+    if not integrity:
+        return ["No integrity check was recorded."]
+    by = ", ".join(f"{n:,} {via}" for via, n in sorted(integrity["acknowledged_by"].items()))
+    lines = [
+        f"**{'Exact' if integrity['exact'] else 'NOT exact'}.** {integrity['acknowledged']:,} votes were acknowledged "
+        f"({by}); in PostgreSQL {integrity['acknowledged'] - integrity['missing']:,} of them are there, "
+        f"{integrity['missing']:,} missing, {integrity['repeated']:,} more than once; "
+        f"{integrity['acknowledged_twice']:,} votes were acknowledged twice.",
+        f"The {integrity['polls']:,} polls of the run hold {integrity['ballots']:,} ballots; "
+        f"{integrity['unacknowledged_ballots']:,} of them were never acknowledged to Locust (a request that failed "
+        "or timed out after the commit; kept, as it should be).",
+        f"Tallies shown by `GET /api/polls/<id>/results/` vs counts of the ballots: "
+        f"{len(integrity['tally_mismatches'])} mismatches"
+        + (f" (checked again for {integrity['tallies_settled_after_seconds']} s)." if integrity["tally_mismatches"]
+           else "."),
+    ]  # fmt: skip
+    for mismatch in integrity["tally_mismatches"][:5]:
+        lines.append(f"- `{json.dumps(mismatch)}`")
+    for kind, sample in integrity["samples"].items():
+        if sample:
+            lines.append(f"- {kind}: `{json.dumps(sample)}`")
+    return lines
+
+
+def write(run_dir: Path, out_dir: Path) -> Path:
+    meta, steps, _ = load(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = charts(meta, steps, out_dir) if steps else []
+    path = out_dir / "REPORT.md"
+    path.write_text(render(meta, steps, names))
+    return path
+
+
+def verdict_line(run_dir: Path) -> str:
+    meta, steps, _ = load(run_dir)
+    return "\n".join(["loadtest: verdict", *verdicts(meta, steps)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "loadtest")
+    args = parser.parse_args()
+    print(write(args.run_dir, args.out))
+
+
+if __name__ == "__main__":
+    main()

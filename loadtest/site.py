@@ -1,0 +1,95 @@
+"""The site as a client sees it: seeding polls and reading results, over plain HTTP."""
+
+import http.client
+import json
+import re
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+
+CHOICE_INPUT = re.compile(r'name="choice" value="(\d+)"')
+MANAGE_LOCATION = re.compile(r"/p/([^/]+)/manage/")
+
+
+class SiteError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    text: str
+
+    def json(self):
+        return json.loads(self.text)
+
+
+@dataclass(frozen=True)
+class Results:
+    total: int
+    votes: dict[int, int]  # choice id -> votes
+
+
+class Site:
+    def __init__(self, base_url: str) -> None:
+        parts = urllib.parse.urlsplit(base_url)
+        self.base_url = base_url.rstrip("/")
+        self.host, self.port = parts.hostname, parts.port or 80
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None) -> Answer:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return Answer(response.status, response.headers, response.read().decode())
+        finally:
+            connection.close()
+
+    def create_poll(self, *, question: str, choices: list[str], max_choices: int = 1) -> dict:
+        """Creates a poll through the landing page's form, as a person would; returns its slug and choices."""
+        csrf = secrets.token_hex(16)  # a cookie and field that agree are all Django's CSRF check needs
+        fields = [("csrfmiddlewaretoken", csrf), ("question", question)] + [("choices", text) for text in choices]
+        fields += [("results_visibility", "always"), ("dedupe", "browser")]
+        if max_choices > 1:
+            fields += [("allow_multiple", "on"), ("max_choices", str(max_choices))]
+        answer = self.request(
+            "POST",
+            "/polls/new/",
+            urllib.parse.urlencode(fields),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={csrf}",
+                "Origin": self.base_url,
+            },
+        )
+        slug = MANAGE_LOCATION.search(answer.headers.get("Location", "")) if answer.status == 302 else None
+        if not slug:
+            raise SiteError(f"creating a poll answered {answer.status}: {answer.text[:300]}")
+        page = self.request("GET", f"/p/{slug.group(1)}/")
+        choice_ids = [int(value) for value in CHOICE_INPUT.findall(page.text)]
+        if len(choice_ids) != len(choices):
+            raise SiteError(f"the new poll's page shows {len(choice_ids)} choices, not {len(choices)}")
+        return {"slug": slug.group(1), "choice_ids": choice_ids, "max_choices": max_choices}
+
+    def results(self, slug: str) -> Results:
+        """The results the site shows: the JSON API's."""
+        answer = self.request("GET", f"/api/polls/{slug}/results/")
+        if answer.status != 200:
+            raise SiteError(f"GET /api/polls/{slug}/results/ answered {answer.status}: {answer.text[:200]}")
+        data = answer.json()
+        return Results(total=data["total"], votes={choice["id"]: choice["votes"] for choice in data["choices"]})
+
+
+def seed_polls(site: Site, count: int) -> list[dict]:
+    """The event's polls: mostly single choice, every fourth one "pick up to 2"."""
+    polls = []
+    for number in range(1, count + 1):
+        polls.append(
+            site.create_poll(
+                question=f"Load test poll {number}: which one?",
+                choices=["Red", "Green", "Blue", "Yellow"],
+                max_choices=2 if number % 4 == 0 else 1,
+            )
+        )
+    return polls
