@@ -116,7 +116,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 sys.exit(f"bench: the stack exited early; see {self.log_path}")
@@ -127,7 +127,7 @@ class Stack:
                 pass
             time.sleep(0.5)
         self.__exit__()
-        sys.exit(f"bench: the stack did not become ready in 120 s; see {self.log_path}")
+        sys.exit(f"bench: the stack did not become ready in 300 s; see {self.log_path}")
 
     def __exit__(self, *exc) -> None:
         self.process.send_signal(signal.SIGTERM)
