@@ -66,7 +66,11 @@ class BoundedJSONParser(JSONParser):
             raise BodyTooLarge() from None
         if len(body) > limit:
             raise BodyTooLarge()
-        return super().parse(io.BytesIO(body), media_type, parser_context)
+        try:
+            return super().parse(io.BytesIO(body), media_type, parser_context)
+        except RecursionError:
+            # `[[[[…]]]]` a hundred thousand deep fits in 256 KiB and exhausts Python's stack.
+            raise exceptions.ParseError("The body is not valid JSON: it is nested too deeply.") from None
 
 
 def _as_api_exception(exc: Exception) -> Exception:

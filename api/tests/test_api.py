@@ -155,6 +155,21 @@ def test_a_body_over_256_kib_is_413_not_a_crash(client):
     assert_error(post_json(client, "/api/votes/", huge), 413)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"poll": ' + "9" * 5000 + "}",
+        '\ufeff{"poll": "x"}',
+        '{"poll": "x", "choices": [1e999]}',
+    ],
+    ids=["nested too deeply", "huge number", "byte order mark", "infinite number"],
+)
+def test_pathological_json_is_400_not_a_crash(client, body):
+    assert_error(post_json(client, "/api/votes/", body), 400)
+    assert_error(post_json(client, "/api/polls/", body), 400)
+
+
 def test_invalid_utf8_and_lone_surrogates_are_400(client):
     assert_error(post_json(client, "/api/polls/", b'{"question": "\xff\xfe", "choices": ["A", "B"]}'), 400)
     response = post_json(client, "/api/polls/", '{"question": "\\ud800", "choices": ["A", "B"]}')
