@@ -475,7 +475,6 @@ def test_api_poll_creation_is_limited_per_address(client, small_limits):
     assert api_create(client, "192.0.2.2").status_code == 201
 
 
-@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
 def test_html_poll_creation_is_limited_per_address(client, small_limits):
     assert [html_create(client, "192.0.2.1").status_code for _ in range(2)] == [302, 302]
     assert_rate_limited(html_create(client, "192.0.2.1"))
@@ -501,7 +500,6 @@ def test_ipv6_clients_are_counted_by_their_64(client, small_limits):
     assert api_vote_from(client, poll, "next-door", "2001:db8:1:3::1").status_code == 201
 
 
-@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
 def test_html_votes_are_limited_per_voter_with_and_without_htmx(client, small_limits):
     poll = open_poll()
     statuses = [html_vote_from(client, poll, f"192.0.2.{n}").status_code for n in range(3)]
@@ -512,7 +510,6 @@ def test_html_votes_are_limited_per_voter_with_and_without_htmx(client, small_li
     assert "<html" not in limited.content.decode() and "Try again" in limited.content.decode()
 
 
-@pytest.mark.xfail(reason="rate limits are not wired into web/views.py (poll_create, vote) yet", strict=False)
 def test_html_votes_are_limited_per_address(small_limits):
     poll = open_poll()
     statuses = [html_vote_from(Client(), poll, "198.51.100.7").status_code for _ in range(5)]
