@@ -25,6 +25,10 @@ test: $(VENV)/.installed
 stack: $(VENV)/.installed
 	scripts/stack
 
+## make bench: starts the stack, measures /healthz, the votes and the results (wrk, c=100, 3 runs); writes docs/benchmarks.md
+bench: $(VENV)/.installed
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
