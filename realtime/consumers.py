@@ -1,5 +1,7 @@
 """WebSocket consumers: one group per poll and audience; pushes come from the broadcaster."""
 
+from collections import OrderedDict
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
@@ -9,6 +11,34 @@ from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
 
 # Close code for an unknown poll or a wrong owner link: pages stop reconnecting on it.
 CLOSE_POLL_NOT_FOUND = 4404
+
+
+class _NewestPushes:
+    """The newest version pushed to each group in this process, as its viewers handle pushes.
+
+    When a process falls behind, each viewer's queue holds several pushes. A push older than one
+    another viewer of the same group already handled can be skipped: every member got every push,
+    so the newer one is queued behind it, and it carries the whole tally. Behind, a process then
+    sends each viewer only the latest results instead of working through a growing backlog.
+    """
+
+    LIMIT = 10_000  # groups remembered; a forgotten group only means nothing is skipped
+
+    def __init__(self) -> None:
+        self._versions: OrderedDict[str, int] = OrderedDict()
+
+    def is_superseded(self, group: str, version: int) -> bool:
+        newest = self._versions.get(group, -1)
+        if version < newest:
+            return True
+        self._versions[group] = version
+        self._versions.move_to_end(group)
+        if len(self._versions) > self.LIMIT:
+            self._versions.popitem(last=False)
+        return False
+
+
+_newest_pushes = _NewestPushes()
 
 
 class PollResultsConsumer(AsyncWebsocketConsumer):
@@ -47,7 +77,10 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         """Pages send keep-alive pings so idle proxies keep the socket; there is nothing to answer."""
 
     async def results_push(self, event):
-        await self._forward(event["html"], event["version"])
+        version = event["version"]
+        if version is not None and _newest_pushes.is_superseded(self.group_name, version):
+            return
+        await self._forward(event["html"], version)
 
     async def _forward(self, html: str, version: int | None) -> None:
         if version is not None:
