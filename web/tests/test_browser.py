@@ -82,11 +82,15 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     expect(page.locator(".poll-status time")).to_have_attribute("datetime", "2099-06-01T16:00:00+00:00")
     expect(page.get_by_label("Deadline")).to_have_value("2099-06-01T12:00")  # shown back in local time
 
-    # A guest votes from another browser; HTMX swaps the results in place.
+    # A guest votes from another browser with the keyboard alone; HTMX swaps the results in place.
     guest_page = guest.new_page()
     guest_page.goto(poll_url)
-    guest_page.get_by_label("Browsers").check()
-    guest_page.get_by_role("button", name="Vote").click()
+    guest_page.get_by_label("Databases").focus()
+    guest_page.keyboard.press("ArrowDown")  # radios move by arrow keys; the focus ring follows
+    expect(guest_page.get_by_label("Browsers")).to_be_checked()
+    focused_option = guest_page.locator(".vote-option", has=guest_page.get_by_label("Browsers"))
+    assert focused_option.evaluate("label => getComputedStyle(label).outlineStyle") == "solid"
+    guest_page.keyboard.press("Enter")
     expect(guest_page.get_by_text("Thanks, your vote is in.")).to_be_visible()
     expect(guest_page.locator("#results-total")).to_have_text("1")
     assert guest_page.url == poll_url  # swapped in place, no navigation
