@@ -178,7 +178,9 @@ def test_nginx_access_log_of_make_stack_does_not_record_owner_tokens(tmp_path):
     try:
         deadline = time.monotonic() + 10
         while True:
-            assert time.monotonic() < deadline and nginx.poll() is None, "nginx did not start"
+            if nginx.poll() is not None or time.monotonic() > deadline:
+                errors = "".join(path.read_text() for path in tmp_path.glob("*error*.log"))
+                raise AssertionError(f"nginx did not start on port {port}:\n{errors}")
             try:
                 if get(port, "/healthz", "") == 502:
                     break
