@@ -176,6 +176,10 @@ def test_a_vote_posted_from_another_site_is_refused_even_with_a_valid_token(csrf
     for hx in ({}, {"HX-Request": "true"}):
         response = csrf_client.post(f"/p/{poll.slug}/vote/", data, headers=hx | {"Origin": FOREIGN_ORIGIN})
         assert response.status_code == 403
+    # Over HTTPS a browser that sends no Origin is judged by its Referer.
+    foreign_referer = {"Referer": f"{FOREIGN_ORIGIN.replace('http:', 'https:')}/page"}
+    response = csrf_client.post(f"/p/{poll.slug}/vote/", data, headers=foreign_referer, secure=True)
+    assert response.status_code == 403
     assert poll.ballots.count() == 0
     response = csrf_client.post(f"/p/{poll.slug}/vote/", data, headers={"Origin": SAFE_ORIGIN})
     assert response.status_code == 302 and poll.ballots.count() == 1
