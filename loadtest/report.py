@@ -121,6 +121,11 @@ def saturation(step: dict) -> str:
         text = "not the CPU: " + text
     if pegged:
         text += "; " + "; ".join(pegged)
+    if res["others_cores"] > cores / 2:
+        text += (
+            " — most of that CPU went to processes outside this run, so this step measured a crowded machine "
+            "more than the stack"
+        )
     return text
 
 
@@ -199,7 +204,7 @@ def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
     axis.plot(users, [step["http"]["rps"] for step in steps], "o-", label="served (all HTTP)")
     if meta.get("ceiling"):
         axis.axhline(meta["ceiling"]["rps"], color="gray", linestyle="--", label="/healthz ceiling")
-    axis.set_ylim(bottom=0)
+    axis.set_yscale("log")  # the ceiling and a calm step differ by orders of magnitude
     axis.legend()
     names.append(save(figure, "throughput.png"))
 

@@ -82,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--label", default="", help="a line saying what this run is, at the top of the report")
     args = parser.parse_args(argv)
     stack_env = dict(item.split("=", 1) for item in args.stack_env)
-    command = "make loadtest" + (f" LOADTEST_ARGS={shlex.quote(shlex.join(argv))}" if argv else "")
+    # The command as the report shows it: where the raw data went and the label change no figure.
+    shown = _without_options(argv or [], {"--run-dir", "--label"})
+    command = "make loadtest" + (f" LOADTEST_ARGS={shlex.quote(shlex.join(shown))}" if shown else "")
     return Options(
         steps=[int(n) for n in args.steps.split(",")],
         step_seconds=args.step_seconds,
@@ -100,6 +102,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         label=args.label,
         command=command,
     )
+
+
+def _without_options(argv: list[str], names: set[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif arg.split("=", 1)[0] not in names:
+            kept.append(arg)
+    return kept
 
 
 def run(options: Options) -> Path:
