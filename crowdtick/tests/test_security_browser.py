@@ -86,9 +86,14 @@ def create_poll_in_the_browser(watched: Watched, site: str, question: str, choic
     """Fills the landing form (adding a row with HTMX); returns the owner page's URL."""
     page = watched.open(f"{site}/")
     page.fill("#id_question", question)
-    page.get_by_role("button", name="+ Add a choice").click()
-    page.wait_for_function(f"document.querySelectorAll('#choice-list input').length >= {len(choices)}")
     rows = page.locator("#choice-list input[name=choices]")
+    rows_before = rows.count()
+    page.get_by_role("button", name="+ Add a choice").click()
+    # The row HTMX swapped in (a locator, not wait_for_function: Playwright polls that by eval,
+    # which the CSP blocks). Without HTMX the button would have reloaded the whole form.
+    rows.nth(rows_before).wait_for()
+    assert rows.count() == rows_before + 1 >= len(choices)
+    assert urlsplit(page.url).path == "/", "the form was posted instead of the row being swapped in"
     for index, text in enumerate(choices):
         rows.nth(index).fill(text)
     page.get_by_role("button", name="Create poll").click()
