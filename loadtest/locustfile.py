@@ -11,6 +11,8 @@ variables (master and workers read the same ones):
     LOADTEST_SETTLE_SECONDS seconds at the step's user count before measuring (default 10)
     LOADTEST_SPAWN_RATE     users started per second between steps (default 100)
     LOADTEST_WAIT_SCALE     multiplies every think time (default 1: people read, think and tap)
+    LOADTEST_ROUND_SECONDS  a new question every so many seconds (default 60, times the wait scale):
+                            the hall's voters all answer it within seconds of each other
     LOADTEST_RUN_ID         prefix of the API voters' keys, unique per run
 
 Every user talks to the site over HTTP and WebSockets only, like a browser or a program would.
@@ -43,6 +45,7 @@ locust.runners.HEARTBEAT_LIVENESS = 30
 OUT = Path(os.environ.get("LOADTEST_OUT", "loadtest-run"))
 RUN_ID = os.environ.get("LOADTEST_RUN_ID") or uuid.uuid4().hex[:8]
 WAIT_SCALE = float(os.environ.get("LOADTEST_WAIT_SCALE", "1"))
+ROUND_SECONDS = float(os.environ.get("LOADTEST_ROUND_SECONDS", "60")) * WAIT_SCALE
 DEFAULT_MIX = "voter=70,api=10,viewer=19,creator=1"
 
 # Share of voters who tap "Vote" again (and must be refused), and who then open the results page.
@@ -64,6 +67,15 @@ def pause(low: float, high: float) -> None:
 
 def think(low: float, high: float):
     return between(low * WAIT_SCALE, high * WAIT_SCALE)
+
+
+def until_the_next_question(_user=None) -> float:
+    """A hall's rhythm: the speaker asks a new question every ROUND_SECONDS and each person reacts
+    2–15 s later, so the votes arrive all at once, as they do at a keynote. Rounds follow the wall
+    clock, which every Locust process shares."""
+    now = time.time()
+    next_round = (now // ROUND_SECONDS + 1) * ROUND_SECONDS
+    return next_round - now + random.uniform(2, 15) * WAIT_SCALE
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -191,20 +203,21 @@ class PushMissing(Exception):
 
 
 class Voter(FastHttpUser):
-    """A phone in the hall: opens a poll, votes through the form as htmx does, sometimes taps again.
+    """A phone in the hall: at each new question opens a poll, votes through the form as htmx does,
+    sometimes taps again.
 
     The phone keeps its cookies (CSRF and the signed voter cookie) and answers each poll once;
     when it has answered them all, someone new picks it up (a fresh cookie jar).
     """
 
     weight = MIX.get("voter", 0)
-    wait_time = think(30, 60)  # until the next question is asked
+    wait_time = until_the_next_question
     network_timeout = 20.0
     connection_timeout = 10.0
 
     def on_start(self) -> None:
         self.answered: set[str] = set()
-        pause(0, 30)  # people take their phones out over half a minute, not all in the same second
+        time.sleep(until_the_next_question())
 
     @task
     def answer_a_poll(self) -> None:

@@ -253,6 +253,8 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
     integrity = meta.get("integrity") or {}
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta["started_at"]))
     duration = (meta["ended_at"] - meta["started_at"]) / 60
+    # Runs made before question rounds existed spread their votes over 30–60 s instead.
+    round_seconds = options.get("round_seconds", 60) * options["wait_scale"]
     lines = ["# Load test report", ""]
     if options.get("label"):
         lines += [f"> **{options['label']}**", ""]
@@ -278,9 +280,11 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
         "2 uvicorn (WebSockets) servers, Celery worker and beat, the broadcaster, PostgreSQL and Redis, all on this "
         "machine, sharing its cores with the load generator.",
         f"- **The load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} worker processes. "
-        "*Voter*: a phone that opens a poll, reads it (1–5 s), votes through the form as htmx does (CSRF token and "
-        "cookie, `HX-Request`), taps again one time in ten and must be refused (409), opens the results page one time "
-        "in two, then waits 30–60 s for the next question; when it has answered every poll, a new person takes it. "
+        f"*Voter*: a phone in a hall where a new question is asked every {round_seconds:g} s (the same moment "
+        "for every phone, so the votes arrive all at once); 2–15 s after it, the phone opens a poll, reads it "
+        "(1–5 s), votes through the form as htmx does (CSRF token and cookie, `HX-Request`), taps again one time in "
+        "ten and must be refused (409), and opens the results page one time in two; when it has answered every "
+        "poll, a new person takes it. "
         "*ApiVoter*: a program voting through `POST /api/votes/` with a unique `voter` key every 30–60 s, repeating "
         "one vote in ten (409 expected) and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live "
         "screen; loads the results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. *Creator*: "

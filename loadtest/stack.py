@@ -81,6 +81,14 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:  # Ctrl-C or not ready: nothing of the stack may outlive the run
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
         site = Site(self.base_url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -88,11 +96,10 @@ class Stack:
                 raise StackError(f"the stack exited early; see {self.run_dir / 'stack.log'}")
             try:
                 if site.request("GET", "/readyz").status == 200 and self._all_running():
-                    return self
+                    return
             except OSError:
                 pass
             time.sleep(0.5)
-        self.stop()
         raise StackError(f"the stack was not ready within {timeout:.0f} s; see {self.run_dir / 'stack.log'}")
 
     def _all_running(self) -> bool:
