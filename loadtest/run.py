@@ -180,10 +180,11 @@ def measure_ceiling(base_url: str, options: Options, run_dir: Path, sampler: Sam
         failures = int(non_2xx.group(1)) if non_2xx else 0
     else:
         prefix = run_dir / "ceiling"
+        port = free_ports(1)[0]
         process = subprocess.Popen(
             [str(LOCUST), "-f", str(ROOT / "loadtest" / "ceiling.py"), "--headless", "--processes", "2",
              "-u", "100", "-r", "100", "-t", f"{seconds}s", "--host", base_url, "--csv", str(prefix),
-             "--only-summary", "--master-bind-port", str(free_ports(1)[0])],
+             "--only-summary", "--master-bind-port", str(port), "--master-port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         sampler.watch(process.pid)
