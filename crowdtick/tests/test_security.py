@@ -412,10 +412,6 @@ def test_every_page_sends_nosniff_a_referrer_policy_and_refuses_to_be_framed(cli
         assert csp_directives(response["Content-Security-Policy"])["frame-ancestors"] == ["'none'"], name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing: web/views.py live() sends frame-ancestors 'none' and X-Frame-Options DENY with ?overlay=1 too",
-)
 def test_the_overlay_page_may_be_framed_and_only_it(client, poll_and_token):
     poll, _ = poll_and_token
     overlay = client.get(f"/p/{poll.slug}/live/?overlay=1")
