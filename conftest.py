@@ -14,3 +14,19 @@ def _empty_redis():
     if settings.REDIS_URL:
         get_redis().flushdb()
     yield
+
+
+@pytest.fixture
+def chromium():
+    """Headless Debian Chromium driven by Playwright (skipped without it, unless under CI)."""
+    from realtime.tests import processes
+
+    processes.require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=processes.CHROMIUM, headless=True, args=processes.CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()

@@ -45,19 +45,6 @@ def create_poll(base_url: str, **fields) -> tuple[str, str]:
     return manage_path.split("/")[2], manage_path
 
 
-@pytest.fixture
-def chromium(tmp_path):
-    processes.require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=processes.CHROMIUM, headless=True, args=processes.CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
 def _open(browser, url):
     page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
     page.add_init_script(_RECORDER)

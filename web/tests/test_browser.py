@@ -41,19 +41,6 @@ def site(tmp_path):
     server.stop()
 
 
-@pytest.fixture
-def chromium():
-    processes.require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=processes.CHROMIUM, headless=True, args=processes.CHROMIUM_ARGS
-        )
-        yield browser
-        browser.close()
-
-
 def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refused(site, chromium):
     from playwright.sync_api import expect
 
