@@ -34,10 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from crowdtick.database import ensure_database  # noqa: E402
 from loadtest import integrity, report  # noqa: E402
 from loadtest.sampler import Sampler  # noqa: E402
 from loadtest.site import Site, seed_polls  # noqa: E402
-from loadtest.stack import ROOT, Stack, ensure_database, free_ports  # noqa: E402
+from loadtest.stack import ROOT, Stack, free_ports  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/crowdtick_loadtest"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -5,11 +5,7 @@ import signal
 import socket
 import subprocess
 import time
-import urllib.parse
 from pathlib import Path
-
-import psycopg
-from psycopg import sql
 
 from loadtest.site import Site
 
@@ -32,17 +28,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def ensure_database(database_url: str) -> None:
-    """Creates the database if it does not exist (the stack migrates it)."""
-    parts = urllib.parse.urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    maintenance = urllib.parse.urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as connection:
-        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 class Stack:
