@@ -183,8 +183,9 @@ class VoteCastView(ApiView):
             voter_key=voter_key,
             ip_address=ip_address,
         )
+        # Already JSON-ready: VoteOutput documents it; running it would cost a deep copy of its fields per vote.
         body = {"poll": ballot.poll.slug, "choices": ballot.choice_ids, "voter": fields.get("voter")}
-        return Response(io.VoteOutput(body).data, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class PollResultsView(ApiView):
@@ -205,11 +206,13 @@ class PollResultsView(ApiView):
     )
     def get(self, request: Request, id: str) -> Response:
         poll = _poll_or_404(id)
-        query = _validated(io.ResultsQuery, request.query_params)
-        voter_key = query.get("voter") or voter_key_from_cookie(request)
-        has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
-        if not selectors.results_visible(poll=poll, has_voted=has_voted):
-            raise exceptions.PermissionDenied(selectors.results_hidden_reason(poll=poll))
+        if not selectors.results_visible(poll=poll, has_voted=False):
+            # Only now is it worth asking who this is (a database lookup): most polls show results to all.
+            query = _validated(io.ResultsQuery, request.query_params)
+            voter_key = query.get("voter") or voter_key_from_cookie(request)
+            has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
+            if not selectors.results_visible(poll=poll, has_voted=has_voted):
+                raise exceptions.PermissionDenied(selectors.results_hidden_reason(poll=poll))
         results = selectors.poll_results(poll=poll)
         body = {
             "poll": poll.slug,
@@ -219,4 +222,4 @@ class PollResultsView(ApiView):
             "version": results.version,
             "choices": [{"id": c.id, "text": c.text, "votes": c.votes} for c in results.choices],
         }
-        return Response(io.ResultsOutput(body).data)
+        return Response(body)  # JSON-ready; ResultsOutput documents it (see VoteCastView)

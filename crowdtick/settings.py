@@ -75,12 +75,17 @@ DATABASE_URL = env_str("DATABASE_URL")
 # DB_POOL=1 uses psycopg's connection pool (one per process, shared by its threads) instead of
 # one persistent connection per thread; docs/benchmarks.md has the measurement behind the default.
 DB_POOL = env_bool("DB_POOL", False)
+# Django's health check costs a `SELECT 1` round trip on every request's first query: about 10% of a
+# vote's time here (docs/benchmarks.md). Without it a connection PostgreSQL dropped fails one request
+# per thread (a 503 with Retry-After, not a 500) and Django reconnects on the next; DB_HEALTH_CHECKS=1
+# trades that for the round trip.
+DB_HEALTH_CHECKS = env_bool("DB_HEALTH_CHECKS", False)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
             DATABASE_URL,
             conn_max_age=0 if DB_POOL else env_int("DB_CONN_MAX_AGE", 600),
-            conn_health_checks=not DB_POOL,
+            conn_health_checks=DB_HEALTH_CHECKS and not DB_POOL,
         )
     }
     if DB_POOL:

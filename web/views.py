@@ -45,10 +45,16 @@ def share_url(request: HttpRequest, poll: Poll) -> str:
     return request.build_absolute_uri(reverse("web:poll", args=[poll.slug]))
 
 
-def _results_context(request: HttpRequest, poll: Poll, *, is_owner: bool = False, voter_key: str | None = None) -> dict:
-    """What every results-showing page needs; `voter_key` overrides the cookie's (a first vote sets it)."""
-    voter_key = voter_key or voter_key_from_cookie(request)
-    has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
+def _results_context(
+    request: HttpRequest, poll: Poll, *, is_owner: bool = False, voter_key: str | None = None, has_voted: bool = False
+) -> dict:
+    """What every results-showing page needs; `voter_key` overrides the cookie's (a first vote sets it).
+
+    `has_voted=True` when the caller knows (the vote just counted): it saves a database lookup per vote.
+    """
+    if not has_voted:
+        voter_key = voter_key or voter_key_from_cookie(request)
+        has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
     visible = selectors.results_visible(poll=poll, has_voted=has_voted, is_owner=is_owner)
     return {
         "poll": poll,
@@ -133,7 +139,7 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             if not request.htmx:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
-            context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"just_voted": True}
+            context = _results_context(request, poll, has_voted=True) | {"just_voted": True}
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
     context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form}
     template = "poll.html#poll-body" if request.htmx else "poll.html"
