@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "crowdtick.middleware.DatabaseUnavailableMiddleware",
     "crowdtick.middleware.owner_pages_never_cached",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -75,6 +76,11 @@ DATABASE_URL = env_str("DATABASE_URL")
 # DB_POOL=1 uses psycopg's connection pool (one per process, shared by its threads) instead of
 # one persistent connection per thread; docs/benchmarks.md has the measurement behind the default.
 DB_POOL = env_bool("DB_POOL", False)
+# Seconds a query (or any exchange with PostgreSQL) may take before the connection is dropped and
+# the request answers 503; 0 waits forever (a long migration, say).
+DB_WAIT_TIMEOUT = env_int("DB_WAIT_TIMEOUT", 3, minimum=0)
+# Seconds a 503 asks clients to wait before trying again while the database does not answer.
+DB_RETRY_AFTER = 5
 # Django's health check costs a `SELECT 1` round trip on every request's first query: about 10% of a
 # vote's time here (docs/benchmarks.md). Without it a connection PostgreSQL dropped fails one request
 # per thread (a 503 with Retry-After, not a 500) and Django reconnects on the next; DB_HEALTH_CHECKS=1
@@ -88,6 +94,9 @@ if DATABASE_URL:
             conn_health_checks=DB_HEALTH_CHECKS and not DB_POOL,
         )
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Bounded waits, so a frozen PostgreSQL answers 503 instead of hanging (crowdtick/db_backend).
+        DATABASES["default"]["ENGINE"] = "crowdtick.db_backend"
     if DB_POOL:
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 2),
