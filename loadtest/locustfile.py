@@ -530,7 +530,8 @@ class SteppedLoad(LoadTestShape):
     """Steps the users up; at each step: reach the count, settle, measure a window, record it.
 
     Runs on the master. The window starts after the settle time, which is longer than the
-    workers' report interval (3 s), so no request of the ramp leaks into it.
+    workers' report interval (3 s), so no request of the ramp leaks into it. Equal steps in a row
+    (`make soak`: the same users for many windows) follow each other with no ramp and no gap.
     """
 
     def __init__(self) -> None:
@@ -555,9 +556,14 @@ class SteppedLoad(LoadTestShape):
         elif self.phase == "measure" and now - self.since >= self.plan.measure_seconds:
             self.record(users, seconds=now - self.since)
             self.index += 1
-            self.phase, self.since, self.ramp_from = "ramp", now, users
             if self.index >= len(self.plan.steps):
                 return None
+            if self.plan.steps[self.index] == users:
+                # The same users again (a soak): the next window starts at once, so no request falls between two.
+                COLLECTOR.reset()
+                self.since, self.window_started_at = now, time.time()
+            else:
+                self.phase, self.since, self.ramp_from = "ramp", now, users
             users = self.plan.steps[self.index]
         return users, self.plan.spawn_rate
 

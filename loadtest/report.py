@@ -51,7 +51,7 @@ def resources(samples: list[dict], start: float, end: float) -> dict:
     first, last = inside[0], inside[-1]
     seconds = last["t"] - first["t"]
     roles: dict[str, dict] = defaultdict(lambda: {"cores": 0.0, "rss_mb": 0.0, "processes": 0, "hottest": 0.0})
-    for pid, (role, cpu_seconds, _) in last["processes"].items():
+    for pid, (role, cpu_seconds, *_) in last["processes"].items():
         before = first["processes"].get(pid)
         if before is None:
             continue
@@ -61,7 +61,7 @@ def resources(samples: list[dict], start: float, end: float) -> dict:
         entry["processes"] += 1
         entry["hottest"] = max(entry["hottest"], cores)
     for sample in inside:
-        for role, _, rss in sample["processes"].values():
+        for role, _, rss, *_ in sample["processes"].values():
             roles[role]["rss_mb"] += rss / 2**20 / len(inside)
     machine_cores = (last["machine"]["busy"] - first["machine"]["busy"]) / seconds
     machine_share = (last["machine"]["busy"] - first["machine"]["busy"]) / (

@@ -57,6 +57,8 @@ class Options:
     polls: int = 10
     ceiling_seconds: float = 10
     locust_processes: int = 2
+    sample_seconds: float = 1.0
+    sample_uss: bool = False
     port_base: int | None = None
     stack_env: dict[str, str] = field(default_factory=dict)
     run_dir: Path | None = None
@@ -86,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     args = parser.parse_args(argv)
     stack_env = dict(item.split("=", 1) for item in args.stack_env)
     # The command as the report shows it: where the raw data went and the label change no figure.
-    shown = _without_options(argv or [], {"--run-dir", "--label"})
+    shown = without_options(argv or [], {"--run-dir", "--label"})
     command = "make loadtest" + (f" LOADTEST_ARGS={shlex.quote(shlex.join(shown))}" if shown else "")
     return Options(
         steps=[int(n) for n in args.steps.split(",")],
@@ -108,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
 
 
-def _without_options(argv: list[str], names: set[str]) -> list[str]:
+def without_options(argv: list[str], names: set[str]) -> list[str]:
     kept, skip = [], False
     for arg in argv:
         if skip:
@@ -148,7 +150,12 @@ def run(options: Options) -> Path:
         polls = seed_polls(site, options.polls)
         (run_dir / "polls.json").write_text(json.dumps(polls))
         print(f"loadtest: stack up at {stack.base_url}, {len(polls)} polls seeded", flush=True)
-        sampler = Sampler(out=run_dir / "samples.jsonl", database_url=database_url)
+        sampler = Sampler(
+            out=run_dir / "samples.jsonl",
+            database_url=database_url,
+            interval=options.sample_seconds,
+            uss=options.sample_uss,
+        )
         sampler.watch(stack.process.pid)
         sampler.start()
         try:

@@ -1,8 +1,11 @@
-"""CPU and memory of every process of the run, sampled once a second with psutil.
+"""CPU and memory of every process of the run, sampled with psutil once a second (or every `interval`).
 
 Each sample is one JSON line: the time, the machine's cumulative busy and total CPU seconds,
-and per process its role, cumulative CPU seconds and resident memory. The report turns two
-samples into CPU% over a step's window, so nothing is averaged away before it is needed.
+and per process its role, cumulative CPU seconds and resident memory (and, with `uss`, its
+unique memory: what it alone holds, without the pages it shares). A process seen for the first
+time is also described once under "new": its name, command line and parent, so a reader can
+tell a master from its workers. The report turns two samples into CPU% over a step's window,
+so nothing is averaged away before it is needed.
 """
 
 import json
@@ -44,10 +47,13 @@ def role_of(process: psutil.Process) -> str:
 class Sampler:
     """Samples the trees of `roots` (the stack, Locust), PostgreSQL's backends of our database and Redis."""
 
-    def __init__(self, *, out: Path, database_url: str, interval: float = 1.0) -> None:
+    def __init__(self, *, out: Path, database_url: str, interval: float = 1.0, uss: bool = False) -> None:
         self.out = out
         self.database_url = database_url
         self.interval = interval
+        # Unique memory reads /proc/<pid>/smaps_rollup: worth it every 15 s of a soak, not every second.
+        self.uss = uss
+        self._new: dict[str, list] = {}
         self.roots: list[int] = []
         self._roles: dict[int, tuple[str, psutil.Process]] = {}
         self._stop = threading.Event()
@@ -101,9 +107,14 @@ class Sampler:
                 with process[1].oneshot():
                     times = process[1].cpu_times()
                     rss = process[1].memory_info().rss
+                    entry = [process[0], times.user + times.system, rss]
+                    if self.uss:
+                        entry.append(_uss(process[1]))
             except psutil.Error:
                 continue
-            sample["processes"][str(pid)] = [process[0], times.user + times.system, rss]
+            sample["processes"][str(pid)] = entry
+        if self._new:
+            sample["new"], self._new = self._new, {}
         return sample
 
     def _process(self, pid: int, role: str) -> tuple[str, psutil.Process] | None:
@@ -116,4 +127,15 @@ class Sampler:
                 return None
             known = (role or role_of(handle), handle)
             self._roles[pid] = known
+            try:
+                self._new[str(pid)] = [handle.name(), " ".join(handle.cmdline())[:300], handle.ppid()]
+            except psutil.Error:
+                pass
         return known
+
+
+def _uss(process: psutil.Process) -> int | None:
+    try:
+        return process.memory_full_info().uss
+    except psutil.AccessDenied:  # another user's process, when not run as root
+        return None
