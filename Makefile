@@ -40,6 +40,11 @@ migrate: $(VENV)/.installed
 loadtest: $(VENV)/.installed
 	$(PY) loadtest/run.py $(LOADTEST_ARGS)
 
+## make soak: 1,000 users for 30 minutes on the stack; memory growth per process and errors per window,
+## written to docs/reliability.md (SOAK_ARGS="--users 200 --minutes 3" for a short run; --help lists the options)
+soak: $(VENV)/.installed
+	$(PY) loadtest/soak.py $(SOAK_ARGS)
+
 ## make screenshots: landing, poll, results and owner pages at phone and desktop width, into docs/screenshots/
 screenshots: $(VENV)/.installed
 	DEBUG=1 $(PY) scripts/screenshots.py
