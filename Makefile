@@ -45,6 +45,11 @@ loadtest: $(VENV)/.installed
 soak: $(VENV)/.installed
 	$(PY) loadtest/soak.py $(SOAK_ARGS)
 
+## make chaos: a private stack under faults (Celery worker, Redis, gunicorn, ASGI killed; PostgreSQL paused), 10,000
+## votes each, every one checked; writes docs/reliability.md (CHAOS_ARGS="--scenarios postgres --attempts 2000")
+chaos: $(VENV)/.installed
+	$(PY) chaos/run.py $(CHAOS_ARGS)
+
 ## make screenshots: landing, poll, results and owner pages at phone and desktop width, into docs/screenshots/
 screenshots: $(VENV)/.installed
 	DEBUG=1 $(PY) scripts/screenshots.py
