@@ -25,7 +25,7 @@ from polls.redis_client import get_redis
 from polls.tally import STALE_KEY, tally_from_record, tally_get, tally_key
 
 ROOT = Path(__file__).resolve().parents[2]
-services_configured = bool(settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.REDIS_URL)
+services_configured = bool(connection.vendor == "postgresql" and settings.REDIS_URL)
 pytestmark = [
     pytest.mark.services,
     pytest.mark.skipif(not services_configured, reason="needs DATABASE_URL (PostgreSQL) and REDIS_URL"),

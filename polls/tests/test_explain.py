@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
@@ -21,9 +20,7 @@ from polls.models import Ballot, Choice, Poll
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(
-        not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"), reason="EXPLAIN plans of PostgreSQL"
-    ),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="EXPLAIN plans of PostgreSQL"),
 ]
 POLLS, BALLOTS_PER_POLL = 3000, 50
 
