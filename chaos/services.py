@@ -17,14 +17,17 @@ class ServiceError(Exception):
     pass
 
 
-def _wait_until(check, what: str, timeout: float) -> None:
+def _wait_until(check, process: subprocess.Popen, what: str, timeout: float) -> bool:
+    """True once `check` passes; False if the process exited first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if check():
-                return
+                return True
         except Exception:  # not up yet, whatever the client calls it
             pass
+        if process.poll() is not None:
+            return False
         time.sleep(0.2)
     raise ServiceError(f"{what} did not come up within {timeout:.0f} s")
 
@@ -45,14 +48,20 @@ class Service:
     def popen_kwargs(self) -> dict:
         return {}
 
-    def start(self) -> None:
-        self._log = (self.run_dir / f"{self.name}.log").open("a")
-        self.process = subprocess.Popen(
-            self.command(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **self.popen_kwargs()
-        )
-        self.wait_until_up()
+    def start(self, tries: int = 10) -> None:
+        """Starts it and waits until it answers. Our ports lie in the kernel's ephemeral range, so another
+        program's outgoing socket may hold ours for a moment: a server that cannot bind is started again."""
+        self._log = self._log or (self.run_dir / f"{self.name}.log").open("a")
+        for _ in range(tries):
+            output = {"stdout": self._log, "stderr": subprocess.STDOUT}
+            self.process = subprocess.Popen(self.command(), **output, start_new_session=True, **self.popen_kwargs())
+            if self.wait_until_up():
+                return
+            self.process.wait()
+            time.sleep(1)
+        raise ServiceError(f"{self.name} did not start; see {self.run_dir / self.name}.log")
 
-    def wait_until_up(self) -> None:
+    def wait_until_up(self) -> bool:
         raise NotImplementedError
 
     def signal(self, signum: int) -> None:
@@ -118,9 +127,30 @@ class PostgreSQL(Service):
             "-c", "max_connections=300",
         ]  # fmt: skip
 
-    def wait_until_up(self) -> None:
+    def signal(self, signum: int) -> None:
+        """To the postmaster, then every backend and helper: PostgreSQL's children leave its process
+        group (setsid), so signalling the group would stop the postmaster alone. A stopped postmaster
+        forks nothing more, so none is missed."""
+        pid = self.process.pid
+        os.kill(pid, signum)
+        for child in _children(pid):
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait_until_up(self) -> bool:
         maintenance = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        _wait_until(lambda: psycopg.connect(maintenance, connect_timeout=2).close() is None, "PostgreSQL", 60)
+        return _wait_until(
+            lambda: psycopg.connect(maintenance, connect_timeout=2).close() is None, self.process, "PostgreSQL", 60
+        )
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 class Redis(Service):
@@ -147,5 +177,5 @@ class Redis(Service):
             "--maxclients", "20000",
         ]  # fmt: skip
 
-    def wait_until_up(self) -> None:
-        _wait_until(lambda: redis.Redis(port=self.port, socket_timeout=2).ping(), "Redis", 60)
+    def wait_until_up(self) -> bool:
+        return _wait_until(lambda: redis.Redis(port=self.port, socket_timeout=2).ping(), self.process, "Redis", 60)

@@ -84,10 +84,16 @@ class ChaosStack:
     def wait_until_ready(self, timeout: float = 120) -> None:
         site = Site(self.base_url)
         deadline = time.monotonic() + timeout
+        starts = dict.fromkeys(self.processes, 1)
         while time.monotonic() < deadline:
-            dead = [name for name, process in self.processes.items() if not process.running]
-            if dead:
-                raise StackError(f"{', '.join(dead)} exited; see {self.run_dir}/<name>.log")
+            for name in [name for name, process in self.processes.items() if not process.running]:
+                # Our ports lie in the kernel's ephemeral range: a client's outgoing socket may hold one
+                # for a moment. Starting again is what a supervisor would do.
+                if starts[name] >= 5:
+                    raise StackError(f"{name} exited {starts[name]} times; see {self.run_dir}/{name}.log")
+                starts[name] += 1
+                time.sleep(1)
+                self.processes[name].start()
             try:
                 if site.request("GET", "/readyz").status == 200 and all(
                     _listening(self.ports[name]) for name in ("web1", "web2", "ws1", "ws2")
@@ -104,6 +110,9 @@ class ChaosStack:
         while time.monotonic() < deadline:
             if _listening(self.ports[name]):
                 return time.monotonic()
+            if not self.processes[name].running:  # its port was briefly taken (see wait_until_ready)
+                time.sleep(0.5)
+                self.processes[name].start()
             time.sleep(0.1)
         raise StackError(f"{name} did not listen again within {timeout:.0f} s")
 

@@ -26,6 +26,7 @@ class Breaker:
         self._lock = threading.Lock()
         self._open_until = 0.0  # 0: closed
         self._probe_until = 0.0  # a probe is under way until then
+        self._prober: int | None = None  # its thread, which connects and then queries
 
     @property
     def is_closed(self) -> bool:
@@ -37,23 +38,25 @@ class Breaker:
             return
         with self._lock:
             now = time.monotonic()
-            if self._open_until == 0.0:
+            if self._open_until == 0.0 or self._prober == threading.get_ident():
                 return
             if now < self._open_until or now < self._probe_until:
                 raise DatabaseUnavailable("The database did not answer a moment ago; not trying again yet.")
             # A probe that never reports back (its thread died) only blocks others for its own bound.
             self._probe_until = now + probe_seconds
+            self._prober = threading.get_ident()
 
     def failed(self) -> None:
         with self._lock:
             self._open_until = time.monotonic() + self.open_seconds
-            self._probe_until = 0.0
+            self._probe_until, self._prober = 0.0, None
 
     def succeeded(self) -> None:
         if self._open_until == 0.0:
             return
         with self._lock:
             self._open_until = self._probe_until = 0.0
+            self._prober = None
 
 
 breaker = Breaker()

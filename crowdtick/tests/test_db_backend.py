@@ -160,8 +160,27 @@ def test_the_breaker_lets_one_probe_through_once_its_window_has_passed():
     tested = Breaker(open_seconds=0)
     tested.failed()
     tested.before_use(probe_seconds=60)  # the probe
-    with pytest.raises(DatabaseUnavailable):
-        tested.before_use(probe_seconds=60)  # everyone else, while the probe runs
     tested.succeeded()
     tested.before_use(probe_seconds=60)
     assert tested.is_closed
+
+
+def test_the_probing_thread_may_connect_and_then_query_while_others_still_wait():
+    from crowdtick.db_backend.breaker import Breaker
+
+    tested = Breaker(open_seconds=0)
+    tested.failed()
+    tested.before_use(probe_seconds=60)  # the probe's connect...
+    tested.before_use(probe_seconds=60)  # ...and its first query, in the same thread
+    others: list[BaseException] = []
+
+    def another_thread():
+        try:
+            tested.before_use(probe_seconds=60)
+        except DatabaseUnavailable as error:
+            others.append(error)
+
+    thread = threading.Thread(target=another_thread)
+    thread.start()
+    thread.join()
+    assert others
