@@ -205,15 +205,15 @@ class PollResultsView(ApiView):
         },
     )
     def get(self, request: Request, id: str) -> Response:
-        poll = _poll_or_404(id)
-        if not selectors.results_visible(poll=poll, has_voted=False):
+        poll, results = selectors.poll_get_with_public_results(slug=id)  # Poll.DoesNotExist is a 404
+        if results is None:
             # Only now is it worth asking who this is (a database lookup): most polls show results to all.
             query = _validated(io.ResultsQuery, request.query_params)
             voter_key = query.get("voter") or voter_key_from_cookie(request)
             has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
             if not selectors.results_visible(poll=poll, has_voted=has_voted):
                 raise exceptions.PermissionDenied(selectors.results_hidden_reason(poll=poll))
-        results = selectors.poll_results(poll=poll)
+            results = selectors.poll_results(poll=poll)
         body = {
             "poll": poll.slug,
             "question": poll.question,

@@ -35,23 +35,39 @@ _cache: dict[str, tuple[str, float, Poll]] = {}
 
 def poll_cached(slug: str, load: Callable[[], Poll]) -> Poll:
     """The poll of `slug` from this process's cache when still current, else from `load()`."""
+    return poll_cached_with_hash(slug, load, hash_key=None)[0]
+
+
+def poll_cached_with_hash(
+    slug: str, load: Callable[[], Poll], *, hash_key: Callable[[Poll], str] | None
+) -> tuple[Poll, dict[str, str] | None]:
+    """Like `poll_cached`; when the poll is cached, also reads the Redis hash `hash_key(poll)` in the
+    same round trip as the revision (the results read: poll and tally for one network wait).
+
+    The hash is None when it was not read (poll not cached yet, or changed) or Redis is unavailable.
+    """
     client = get_redis()
     if client is None:
-        return load()
+        return load(), None
+    hit = _cache.get(slug)
     try:
         # Read before loading: a change that lands in between leaves a newer revision behind.
-        revision = client.get(_revision_key(slug)) or "0"
+        pipeline = client.pipeline(transaction=False)
+        pipeline.get(_revision_key(slug))
+        if hit and hash_key:
+            pipeline.hgetall(hash_key(hit[2]))
+        revision, *hashes = pipeline.execute()
     except redis.RedisError:
-        return load()
-    hit = _cache.get(slug)
+        return load(), None
+    revision = revision or "0"
     now = time.monotonic()
     if hit and hit[0] == revision and now - hit[1] < MAX_AGE_SECONDS:
-        return _private_copy(hit[2])
+        return _private_copy(hit[2]), (hashes[0] if hashes else None)
     poll = load()
     if len(_cache) >= MAX_ENTRIES:
         _cache.clear()
     _cache[slug] = (revision, now, poll)
-    return _private_copy(poll)
+    return _private_copy(poll), None
 
 
 def poll_changed(slug: str) -> None:

@@ -9,8 +9,8 @@ from functools import lru_cache
 from django.db.models import Q
 
 from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
-from polls.poll_cache import poll_cached
-from polls.tally import tally_get
+from polls.poll_cache import poll_cached, poll_cached_with_hash
+from polls.tally import Tally, tally_get, tally_key
 from polls.vote_minutes import minute_counts_get
 
 # Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
@@ -94,8 +94,27 @@ def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[
     return set(Poll.objects.filter(window).values_list("id", flat=True))
 
 
+def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | None"]:
+    """`poll_get`, plus the results when everyone may see them (None when it depends on who asks).
+
+    When the poll is cached in this process, one Redis round trip reads both (the results API's
+    hot path). The tally read with the revision is used only if the results are public.
+    """
+    if not _looks_like_slug(slug):
+        raise Poll.DoesNotExist
+    poll, cached_tally = poll_cached_with_hash(
+        slug, lambda: _poll_with_choices(slug), hash_key=lambda poll: tally_key(poll.id)
+    )
+    if not results_visible(poll=poll, has_voted=False):
+        return poll, None
+    return poll, _results(poll, tally_get(poll, cached=cached_tally))
+
+
 def poll_results(*, poll: Poll) -> PollResults:
-    tally = tally_get(poll)
+    return _results(poll, tally_get(poll))
+
+
+def _results(poll: Poll, tally: Tally) -> PollResults:
     choices = []
     for choice in poll.choices.all():
         votes = tally.counts.get(choice.id, 0)

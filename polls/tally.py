@@ -150,8 +150,13 @@ def tally_pop_changed() -> set[int]:
     return {int(poll_id) for poll_id in poll_ids}
 
 
-def tally_get(poll: Poll) -> Tally:
-    """The poll's tally: from Redis, rebuilt from the record on a miss, or from the record alone."""
+def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
+    """The poll's tally: from Redis, rebuilt from the record on a miss, or from the record alone.
+
+    `cached` is the tally's hash when the caller already read it from Redis (`poll_cached_with_hash`).
+    """
+    if cached:
+        return _tally_from_hash(cached)
     client = get_redis()
     if client is None:
         return tally_from_record(poll)

@@ -63,3 +63,25 @@ def test_each_caller_gets_its_own_copy():
     first = selectors.poll_get(slug=poll.slug)
     first.closed = True  # a service changing its poll before saving it
     assert selectors.poll_get(slug=poll.slug).closed is False
+
+
+def test_public_results_of_a_cached_poll_come_with_its_lookup_and_follow_new_votes(django_assert_num_queries):
+    poll = make_poll()
+    yes = poll.choices.first()
+    selectors.poll_get_with_public_results(slug=poll.slug)  # caches the poll and builds the tally
+    services.vote_cast(poll=selectors.poll_get(slug=poll.slug), choice_ids=[yes.id], voter_key="a", ip_address=None)
+
+    with django_assert_num_queries(0):
+        cached, results = selectors.poll_get_with_public_results(slug=poll.slug)
+
+    assert cached.slug == poll.slug
+    assert (results.total, [choice.votes for choice in results.choices]) == (1, [1, 0])
+
+
+def test_results_shown_only_to_voters_are_not_read_with_the_lookup():
+    poll, _token = services.poll_create(question="Secret?", choices=["Yes", "No"], results_visibility="after_vote")
+    selectors.poll_get_with_public_results(slug=poll.slug)
+
+    _cached, results = selectors.poll_get_with_public_results(slug=poll.slug)
+
+    assert results is None
