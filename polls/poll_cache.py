@@ -52,11 +52,13 @@ def poll_cached_with_hash(
     hit = _cache.get(slug)
     try:
         # Read before loading: a change that lands in between leaves a newer revision behind.
-        pipeline = client.pipeline(transaction=False)
-        pipeline.get(_revision_key(slug))
         if hit and hash_key:
+            pipeline = client.pipeline(transaction=False)
+            pipeline.get(_revision_key(slug))
             pipeline.hgetall(hash_key(hit[2]))
-        revision, *hashes = pipeline.execute()
+            revision, *hashes = pipeline.execute()
+        else:  # a plain GET costs less than a pipeline of one
+            revision, hashes = client.get(_revision_key(slug)), []
     except redis.RedisError:
         return load(), None
     revision = revision or "0"
