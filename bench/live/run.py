@@ -575,7 +575,11 @@ def main() -> None:
         default=int(os.environ.get("BENCH_LIVE_PORT_BASE", "8190")),
         help="servers listen on base+1, base+2 (HTTP) and base+11, base+12 (ASGI)",
     )
-    parser.add_argument("--no-doc", action="store_true", help="print the results only")
+    parser.add_argument(
+        "--no-doc",
+        action="store_true",
+        help="print the results only: write neither results.json nor the doc",
+    )
     parser.add_argument("--idle", type=float, default=0, help="also hold idle viewers this many seconds (e.g. 75)")
     parser.add_argument("--idle-viewers", type=int, default=150)
     args = parser.parse_args()
@@ -594,7 +598,8 @@ def main() -> None:
             print(json.dumps(result, indent=1), flush=True)
             results = [r for r in results if (r["target"], r["viewers"]) != (result["target"], count)] + [result]
             results.sort(key=lambda r: (r["target"] != "stack", r["target"], r["viewers"]))
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            if not args.no_doc:
+                RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     finally:
         for viewer in LIVE_VIEWERS:
             if viewer.poll() is None:
