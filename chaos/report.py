@@ -88,8 +88,8 @@ def section(results: list[dict], *, args, machine: dict, started: float, run_dir
         "missing from PostgreSQL, *duplicated* (poll, voter) pairs with more than one ballot or "
         "acknowledged twice. During the pause, answers finished more than 1 s after SIGSTOP and before "
         "SIGCONT are counted. *Tallies* is the time from recovery until the results the API shows lay, "
-        "at every later sample, between PostgreSQL's counts read just before and just after them, and "
-        "equal them once votes stopped. A vote refused with 503 during the pause may still have "
+        "at every later sample (one a second), between PostgreSQL's counts of the previous sample and "
+        "just after them, and equal them once votes stopped. A vote refused with 503 during the pause may still have "
         "committed after SIGCONT: that is an unknown outcome for its client, never a lost or "
         "duplicated vote (see *unacknowledged ballots* in the run's result.json files).",
         "",

@@ -66,7 +66,7 @@ class Run:
 
     # --- one scenario ---------------------------------------------------------------------
     def scenario(self, name: str) -> dict:
-        directory = self.run_dir / name
+        directory = self.run_dir / f"scenario-{name}"
         directory.mkdir()
         polls = [
             self.site.create_poll(question=f"Chaos {name} {n}: which one?", choices=["Red", "Green", "Blue", "Yellow"])
@@ -168,10 +168,10 @@ class Run:
 
 
 class TallyMonitor(threading.Thread):
-    """Each second: does every poll's shown tally lie between the record's counts read before and after it?
+    """Each second: does every poll's shown tally lie between the record's counts of a second before and just after?
 
     Votes keep arriving, so an exact comparison would race them; a tally missing ballots (Redis
-    lost its last second) falls below the count read before it and is caught.
+    lost its last second) falls below the older count and is caught.
     """
 
     def __init__(self, database_url: str, site: Site, slugs: list[str], t0: float) -> None:
@@ -180,6 +180,7 @@ class TallyMonitor(threading.Thread):
         self.samples: list[tuple[float, bool]] = []
         self._done = threading.Event()
         self._recovered_at = 0.0
+        self._previous: dict | None = None
 
     def votes_done(self, *, recovered_at: float) -> None:
         self._recovered_at = recovered_at
@@ -194,7 +195,7 @@ class TallyMonitor(threading.Thread):
                 connection.execute("SET statement_timeout = 2000")
                 matched = self._matched(connection)
             except (psycopg.Error, SiteError, OSError, KeyError):
-                matched, connection = False, None  # the record or the site did not answer: not settled
+                matched, connection, self._previous = False, None, None  # no answer: not settled
             self.samples.append((now, matched))
             if self._done.is_set():
                 recent = [m for _, m in self.samples[-3:]]
@@ -203,9 +204,11 @@ class TallyMonitor(threading.Thread):
             time.sleep(1)
 
     def _matched(self, connection) -> bool:
-        before = record_counts(connection, self.slugs)
+        # The lower bound is the record of the previous sample, a second old: a ballot committed a
+        # moment ago may not be counted in Redis yet (that follows its commit), one a second old must be.
+        before = self._previous or record_counts(connection, self.slugs)
         shown = {slug: self.site.results(slug) for slug in self.slugs}
-        after = record_counts(connection, self.slugs)
+        after = self._previous = record_counts(connection, self.slugs)
         for slug, results in shown.items():
             counts = {"total": results.total, **results.votes}
             if any(not before[slug].get(key, 0) <= value <= after[slug].get(key, 0) for key, value in counts.items()):
