@@ -63,7 +63,7 @@ def section(results: list[dict], *, args, machine: dict, started: float, run_dir
         f"after it {load.format(*machine['load_after'])}.",
         "- Changed for the run: rate limits off (`RATELIMIT_ENABLE=0`), since every client comes from 127.0.0.1. "
         "The stack runs on its own PostgreSQL 15 cluster (fsync on) and redis-server (appendonly, "
-        "appendfsync everysec) on ports 56001–56014, never the machine's shared ones.",
+        "appendfsync everysec) on free ports of 56000–56099, never the machine's shared ones.",
         "",
         "| scenario | fault |",
         "| --- | --- |",

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,11 +30,28 @@ from loadtest import integrity  # noqa: E402
 from loadtest.site import Site, SiteError  # noqa: E402
 
 SCENARIOS = ["worker", "redis", "postgres", "gunicorn", "asgi"]
-PORTS = {"postgres": 56001, "redis": 56002, "http": 56010, "web1": 56011, "web2": 56012, "ws1": 56013, "ws2": 56014}
+PORT_RANGE = range(56000, 56100)
+PORT_NAMES = ["postgres", "redis", "http", "web1", "web2", "ws1", "ws2"]
 VOTE_SECONDS = 60
 DOWN_SECONDS = 5  # how long a killed process stays down before it is started again
 CLIENTS = 80
 POLLS = 4
+
+
+def free_ports(names: list[str]) -> dict[str, int]:
+    """Ports of PORT_RANGE free now. The range lies in the kernel's ephemeral range, where other
+    programs' outgoing sockets come and go, so fixed numbers were sometimes taken."""
+    ports = []
+    for port in PORT_RANGE:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == len(names):
+            return dict(zip(names, ports, strict=True))
+    raise RuntimeError(f"fewer than {len(names)} free ports in {PORT_RANGE.start}–{PORT_RANGE.stop - 1}")
 
 
 class Run:
@@ -41,8 +59,9 @@ class Run:
         self.args = args
         self.run_dir = Path(tempfile.mkdtemp(prefix="crowdtick-chaos-", dir="/tmp"))
         self.run_dir.chmod(0o755)  # PostgreSQL runs as its own user and needs to reach its data directory
-        self.postgres = PostgreSQL(self.run_dir, PORTS["postgres"])
-        self.redis = Redis(self.run_dir, PORTS["redis"])
+        self.ports = free_ports(PORT_NAMES)
+        self.postgres = PostgreSQL(self.run_dir, self.ports["postgres"])
+        self.redis = Redis(self.run_dir, self.ports["redis"])
         self.stack: ChaosStack | None = None
 
     def start(self) -> None:
@@ -51,7 +70,7 @@ class Run:
         self.postgres.start()
         self.redis.start()
         self.stack = ChaosStack(
-            run_dir=self.run_dir, database_url=self.postgres.url, redis_url=self.redis.url, ports=PORTS
+            run_dir=self.run_dir, database_url=self.postgres.url, redis_url=self.redis.url, ports=self.ports
         )
         self.stack.prepare()
         self.stack.start()
@@ -140,7 +159,7 @@ class Run:
         return {"fault_at": started, "recovered_at": recovered - t0, "what": f"kill -9 {process.name} (its group)"}
 
     def _start_viewers(self, slug: str, directory: Path) -> subprocess.Popen:
-        url = f"ws://127.0.0.1:{PORTS['http']}/ws/polls/{slug}/"
+        url = f"ws://127.0.0.1:{self.ports['http']}/ws/polls/{slug}/"
         argv = [str(VENV_BIN / "python"), "-m", "chaos.viewers", url, self.stack.base_url, str(self.args.viewers)]
         argv += [str(directory / "viewers.json"), "0"]
         process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
