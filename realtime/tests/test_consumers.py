@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -193,3 +195,33 @@ def _sync(function):
     from asgiref.sync import sync_to_async
 
     return sync_to_async(function)
+
+
+def test_a_viewer_behind_a_slow_socket_gets_the_newest_push_next_without_holding_up_the_others():
+    from realtime.consumers import PollResultsConsumer
+
+    async def scenario():
+        slow, fast = PollResultsConsumer(), PollResultsConsumer()
+        socket_drains = asyncio.Event()
+        slow_sent, fast_sent = [], []
+
+        async def slow_send(message):
+            await socket_drains.wait()
+            slow_sent.append(message["text"])
+
+        async def fast_send(message):
+            fast_sent.append(message["text"])
+
+        slow.base_send, fast.base_send = slow_send, fast_send
+        for version in (1, 2, 3):
+            for viewer in (slow, fast):
+                viewer.push(f'<div data-version="{version}"></div>', version)
+        fast_before_the_drain = list(fast_sent)
+        socket_drains.set()
+        for _ in range(10):  # a few loop turns: the send in flight finishes, then the newest one waiting
+            await asyncio.sleep(0)
+        return fast_before_the_drain, slow_sent
+
+    fast_sent, slow_sent = async_to_sync(scenario)()
+    assert [version_of(html) for html in fast_sent] == [1, 2, 3]
+    assert [version_of(html) for html in slow_sent] == [1, 3]
