@@ -26,8 +26,10 @@ POLLS, BALLOTS_PER_POLL = 3000, 50
 
 
 @pytest.fixture
-def populated(db):
+def populated(db, settings):
     """Polls with choices and ballots, written by SQL in one go, then analysed."""
+    # Seeding this many rows may take longer than a request may wait on the database (DB_WAIT_TIMEOUT).
+    settings.DB_WAIT_TIMEOUT = 0
     with connection.cursor() as cursor:
         cursor.execute(
             """
