@@ -129,6 +129,9 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# WebSocket sends per second an ASGI process aims at for one poll's audience (realtime.hub): above
+# this / 4 viewers in a process, they get fewer than 4 pushes a second rather than a growing backlog.
+LIVE_SENDS_PER_SECOND = env_int("LIVE_SENDS_PER_SECOND", 5000, minimum=1)
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"
