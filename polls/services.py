@@ -35,7 +35,13 @@ from polls.models import (
 )
 from polls.redis_client import get_redis
 from polls.selectors import ballots_csv_lines, poll_ids_opened_or_closed_between
-from polls.tally import tally_discard, tally_mark_changed, tally_reconcile, tally_record_ballot, tally_stale_poll_ids
+from polls.tally import (
+    tally_discard,
+    tally_mark_changed,
+    tally_reconcile_many,
+    tally_record_ballot,
+    tally_stale_poll_ids,
+)
 from polls.vote_minutes import minute_counts_refresh
 
 # Polls that took a ballot this recently are "active": their tallies are reconciled and their
@@ -254,14 +260,14 @@ def tallies_reconcile(*, now: datetime | None = None) -> int:
     """Makes the cached tallies of active and stale-marked polls equal the record.
 
     Returns how many had drifted and were repaired. Safe to run at any time and in parallel:
-    each repair is a compare-and-set on the tally's version.
+    a repair adds only the part of the drift that is certain (`tally_reconcile_many`).
     """
     stale = tally_stale_poll_ids()
     polls = Poll.objects.prefetch_related("choices").filter(id__in=active_poll_ids(now=now) | stale)
     found = {poll.id for poll in polls}
     # A stale mark of a poll deleted since must not stay in the set forever.
     tally_discard(poll_ids=stale - found)
-    return sum(tally_reconcile(poll) for poll in polls)
+    return tally_reconcile_many(list(polls))
 
 
 def poll_deadlines_announce(*, now: datetime | None = None) -> int:

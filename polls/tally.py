@@ -5,9 +5,9 @@ reading results costs one `HGETALL` instead of an aggregate over every ballot. W
 (embedded mode, or Redis down) tallies are computed from the record.
 
 `version` grows with every counted ballot and never goes back: it starts as the number of
-ballots, each counted ballot adds one, and a repair of a drifted tally moves it forward (to the
-record's ballot count, or one past the drifted version if that was higher) so viewers that
-ignore older pushes still take the repaired one.
+ballots, each counted ballot adds one, and a repair of a drifted tally moves it forward by the
+size of the correction (at least one) so viewers that ignore older pushes still take the
+repaired one.
 
 Redis keys:
 - `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
@@ -18,6 +18,7 @@ Redis keys:
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -34,6 +35,9 @@ CHANGED_KEY = "tally:changed"
 STALE_KEY = "tally:stale"
 # Seconds a tally computed from the record is reused in-process while Redis is down.
 FALLBACK_CACHE_SECONDS = 1.0
+# How long the reconciler waits for ballots committed before its first look to reach Redis: far
+# longer than the moment between a ballot's commit and its increment.
+SETTLE_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,19 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'version', version, unpack(ARGV, 3))
 return 1
+"""
+
+
+# Adds the reconciler's corrections to a tally that exists (a missing one is rebuilt instead) and
+# moves its version forward by ARGV[1]. ARGV: the version step, then field/amount pairs.
+_ADD_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return redis.call('HINCRBY', KEYS[1], 'version', ARGV[1])
 """
 
 
@@ -175,21 +192,76 @@ def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
 
 
 def tally_reconcile(poll: Poll) -> bool:
-    """Makes the cached tally equal the record; True when it had drifted and was repaired."""
+    """Repairs the cached tally of one poll; True when it had drifted (see `tally_reconcile_many`)."""
+    return tally_reconcile_many([poll]) == 1
+
+
+def tally_reconcile_many(polls: Sequence[Poll]) -> int:
+    """Brings the cached tallies of `polls` back to the record; returns how many were repaired.
+
+    Votes keep arriving while this looks, and each ballot reaches Redis a moment after its
+    commit, so one comparison cannot tell a lost increment from one still on its way; replacing
+    the tally with the record would count such a ballot twice. Instead it reads the record, waits
+    until every ballot in it has surely been counted (`SETTLE_SECONDS`), reads the tallies, then
+    the record again. A count below the first reading certainly lost increments; a count above the
+    second certainly counted something twice; only that certain part is added or taken off, with
+    HINCRBY, so increments landing meanwhile still count once. While votes flow a tally may stay
+    up to `SETTLE_SECONDS` worth of votes short until the next run; once they stop it is exact.
+    """
     client = get_redis()
-    if client is None:
-        return False
-    cached = client.hgetall(tally_key(poll.id))
-    expected_version = int(cached["version"]) if cached else -1
-    tally = tally_from_record(poll)
-    if cached and _same_counts(_tally_from_hash(cached), tally):
-        client.srem(STALE_KEY, poll.id)
-        return False
-    repaired = _store(client, poll.id, tally, expected_version=expected_version)
-    if repaired:
-        client.srem(STALE_KEY, poll.id)
-        client.sadd(CHANGED_KEY, poll.id)
+    if client is None or not polls:
+        return 0
+    before = {poll.id: tally_from_record(poll) for poll in polls}
+    time.sleep(SETTLE_SECONDS)
+    pipeline = client.pipeline(transaction=False)
+    for poll in polls:
+        pipeline.hgetall(tally_key(poll.id))
+    cached = dict(zip((poll.id for poll in polls), pipeline.execute(), strict=True))
+    repaired = 0
+    for poll in polls:
+        after = tally_from_record(poll)
+        if not cached[poll.id]:
+            repaired += _rebuild_missing(client, poll.id, after, quiet=before[poll.id] == after)
+            continue
+        correction = _certain_drift(before[poll.id], _tally_from_hash(cached[poll.id]), after)
+        if correction:
+            args = [max(1, abs(correction.get("total", 0)))] + [item for pair in correction.items() for item in pair]
+            if _scripts(client).add_if_exists(keys=[tally_key(poll.id)], args=args):
+                client.sadd(CHANGED_KEY, poll.id)
+                repaired += 1
+        elif before[poll.id] == after:
+            client.srem(STALE_KEY, poll.id)  # no vote while looking and nothing off: certainly exact
     return repaired
+
+
+def _rebuild_missing(client: redis.Redis, poll_id: int, record: Tally, *, quiet: bool) -> int:
+    """A tally Redis lost is rebuilt from the record, unless a reader rebuilt it meanwhile. Unless no
+    vote came while looking (`quiet`), it stays marked stale: a ballot in flight during the rebuild
+    would be counted twice, and the next run's comparison takes that off."""
+    if not _store(client, poll_id, record, expected_version=-1):
+        return 0
+    if quiet:
+        client.srem(STALE_KEY, poll_id)
+    else:
+        client.sadd(STALE_KEY, poll_id)
+    client.sadd(CHANGED_KEY, poll_id)
+    return 1
+
+
+def _certain_drift(before: Tally, cached: Tally, after: Tally) -> dict[str, int]:
+    """Field -> amount to add: what the cached tally certainly lacks (below `before`) or certainly
+    has too much of (above `after`); nothing where it lies between the two readings."""
+    correction = {}
+    fields = {"total": (before.total, cached.total, after.total)} | {
+        f"c:{choice_id}": (before.counts.get(choice_id, 0), cached.counts.get(choice_id, 0), votes)
+        for choice_id, votes in after.counts.items()
+    }
+    for field, (low, have, high) in fields.items():
+        if have < low:
+            correction[field] = low - have
+        elif have > high:
+            correction[field] = high - have
+    return correction
 
 
 def tally_discard(*, poll_ids: set[int]) -> None:
@@ -219,17 +291,11 @@ def _store(client: redis.Redis, poll_id: int, tally: Tally, *, expected_version:
     return bool(replace(keys=[tally_key(poll_id)], args=[expected_version, tally.version, *fields]))
 
 
-def _same_counts(cached: Tally, record: Tally) -> bool:
-    """Versions are left out: after a repair the version runs ahead of the ballot count."""
-    return cached.total == record.total and all(
-        cached.counts.get(choice_id, 0) == votes for choice_id, votes in record.counts.items()
-    )
-
-
 @dataclass(frozen=True)
 class _Scripts:
     record_ballot: Script
     replace_if_unchanged: Script
+    add_if_exists: Script
 
 
 @cache
@@ -238,6 +304,7 @@ def _scripts(client: redis.Redis) -> _Scripts:
     return _Scripts(
         record_ballot=client.register_script(_RECORD_BALLOT),
         replace_if_unchanged=client.register_script(_REPLACE_IF_UNCHANGED),
+        add_if_exists=client.register_script(_ADD_IF_EXISTS),
     )
 
 

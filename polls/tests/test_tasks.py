@@ -8,11 +8,19 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from polls import selectors, services, tasks
+from polls import selectors, services, tally, tasks
 from polls.exports import poll_export_file
 from polls.models import Ballot
 from polls.redis_client import get_redis
-from polls.tally import CHANGED_KEY, STALE_KEY, tally_from_record, tally_get, tally_key, tally_pop_changed
+from polls.tally import (
+    CHANGED_KEY,
+    STALE_KEY,
+    tally_from_record,
+    tally_get,
+    tally_key,
+    tally_pop_changed,
+    tally_record_ballot,
+)
 from polls.vote_minutes import minute_counts_get
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +61,23 @@ def test_reconcile_repairs_a_drifted_tally_and_moves_its_version_forward():
     assert repaired.version > drifted_version
     assert tasks.reconcile_tallies() == 0  # nothing left to repair: running again changes nothing
     assert tally_get(poll).version == repaired.version
+
+
+@needs_redis
+def test_a_ballot_counted_while_the_reconciler_looks_is_not_counted_twice(monkeypatch):
+    poll = make_poll()
+    tally_get(poll)
+    apple = poll.choices.all()[0]
+    vote(poll, "in-flight")  # committed; its increment (run after the commit) has not reached Redis yet
+
+    def the_increment_lands_meanwhile(seconds):
+        tally_record_ballot(poll_id=poll.id, choice_ids=[apple.id])
+
+    monkeypatch.setattr(tally.time, "sleep", the_increment_lands_meanwhile)
+
+    assert tasks.reconcile_tallies() == 0
+    assert tally_get(poll).counts == tally_from_record(poll).counts
+    assert tally_get(poll).total == 1
 
 
 @needs_redis
