@@ -124,3 +124,26 @@ def test_a_viewer_of_another_poll_gets_nothing():
     to_watching, to_elsewhere = async_to_sync(scenario)()
     assert [version_of(html) for html in to_watching] == [1]
     assert to_elsewhere == []
+
+
+def test_a_big_audience_gets_the_newest_push_after_a_wait_instead_of_every_push(settings):
+    settings.LIVE_SENDS_PER_SECOND = 1  # two viewers: 2 s between pushes, so this audience counts as big
+    poll, _ = make_poll()
+
+    async def scenario():
+        viewers = [(await _viewer(poll))[0], (await _viewer(poll))[0]]
+        layer = get_channel_layer()
+        await layer.group_send(_public_group(poll), _push(1))
+        received = [[await ws.receive_from(timeout=5)] for ws in viewers]
+        # Within the wait that follows: only the newest of these is handed out, once the wait is over.
+        for version in (2, 3):
+            await layer.group_send(_public_group(poll), _push(version))
+        for ws, pushes in zip(viewers, received, strict=True):
+            pushes.append(await ws.receive_from(timeout=5))
+            assert await ws.receive_nothing(timeout=0.3)
+        for ws in viewers:
+            await ws.disconnect()
+        return received
+
+    for pushes in async_to_sync(scenario)():
+        assert [version_of(html) for html in pushes] == [1, 3]
