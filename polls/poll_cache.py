@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 # An upper bound on staleness should a change ever reach the database without a signal
 # (a queryset `.update()`, a manual SQL fix).
 MAX_AGE_SECONDS = 30.0
+# A cached poll costs about 10 KiB. Entries past MAX_AGE_SECONDS are reloaded on their next use
+# anyway, so they are dropped whenever the cache grows by this many: memory follows the polls in
+# use, not every poll a process has ever served (make soak saw workers grow with each new poll).
+SWEEP_EVERY = 256
 MAX_ENTRIES = 4096
 REVISION_TTL_SECONDS = 24 * 60 * 60  # far longer than MAX_AGE_SECONDS, so an expiry cannot hide a change
 
@@ -66,10 +70,19 @@ def poll_cached_with_hash(
     if hit and hit[0] == revision and now - hit[1] < MAX_AGE_SECONDS:
         return _private_copy(hit[2]), (hashes[0] if hashes else None)
     poll = load()
-    if len(_cache) >= MAX_ENTRIES:
-        _cache.clear()
+    _make_room(now)
     _cache[slug] = (revision, now, poll)
     return _private_copy(poll), None
+
+
+def _make_room(now: float) -> None:
+    if len(_cache) % SWEEP_EVERY == SWEEP_EVERY - 1:
+        for slug in [
+            slug for slug, (_revision, loaded, _poll) in list(_cache.items()) if now - loaded >= MAX_AGE_SECONDS
+        ]:
+            _cache.pop(slug, None)  # another thread may have dropped it already
+    if len(_cache) >= MAX_ENTRIES:
+        _cache.clear()
 
 
 def poll_changed(slug: str) -> None:

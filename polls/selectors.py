@@ -68,7 +68,7 @@ def _looks_like_slug(slug: object) -> bool:
     return isinstance(slug, str) and 0 < len(slug) <= SLUG_MAX_LENGTH and set(slug) <= _SLUG_CHARACTERS
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=512)  # the polls in use; a poll dropped from it costs one query when it comes back
 def _choices_of(poll_id: int, slug: str) -> tuple[Choice, ...]:
     # Keyed by the slug too: an id can come back (a test database rolled back, SQLite's
     # rowids), a random slug with it cannot. Shared between threads: templates only read them.

@@ -1,10 +1,12 @@
 """The per-process poll cache: a change of a poll is seen by the next lookup, in every process."""
 
+import time
+
 import pytest
 from django.conf import settings
 from django.db import connection
 
-from polls import selectors, services
+from polls import poll_cache, selectors, services
 from polls.models import Poll
 from polls.redis_client import get_redis
 
@@ -85,3 +87,18 @@ def test_results_shown_only_to_voters_are_not_read_with_the_lookup():
     _cached, results = selectors.poll_get_with_public_results(slug=poll.slug)
 
     assert results is None
+
+
+def test_polls_nobody_asked_for_lately_leave_the_cache_as_new_ones_come_in(monkeypatch):
+    monkeypatch.setattr(poll_cache, "SWEEP_EVERY", 4)
+    monkeypatch.setattr(poll_cache, "_cache", {})
+    old = [make_poll() for _ in range(3)]
+    for poll in old:
+        selectors.poll_get(slug=poll.slug)
+    later = time.monotonic() + poll_cache.MAX_AGE_SECONDS
+    monkeypatch.setattr(poll_cache.time, "monotonic", lambda: later)
+
+    recent = make_poll()
+    selectors.poll_get(slug=recent.slug)
+
+    assert list(poll_cache._cache) == [recent.slug]
