@@ -4,14 +4,21 @@
 machine it does not exist yet, and Django cannot create it (it needs a connection to a database first). This
 module imports no Django, so `scripts/stack` runs it before `migrate`:
 
-    python -m crowdtick.database "$DATABASE_URL"
+    python -m crowdtick.database "$DATABASE_URL" "$REDIS_URL"
+
+It also checks that the Redis database belongs to this PostgreSQL database. Redis keys are named by
+poll id (`tally:18`), so two sites sharing one Redis database would count into each other's
+tallies: a load test on one database after another on a second, both on Redis database 0, did.
 """
 
 import sys
 import urllib.parse
 
 import psycopg
+import redis
 from psycopg import sql
+
+OWNER_KEY = "crowdtick:record"  # which PostgreSQL database this Redis database caches
 
 
 def ensure_database(database_url: str) -> bool:
@@ -28,8 +35,28 @@ def ensure_database(database_url: str) -> bool:
         return True
 
 
+def claim_redis(redis_url: str, database_url: str) -> str | None:
+    """Marks the Redis database as this record's cache; returns the other record it belongs to, if any."""
+    parts = urllib.parse.urlsplit(database_url)
+    record = f"{parts.hostname}:{parts.port or 5432}/{parts.path.lstrip('/')}"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.set(OWNER_KEY, record, nx=True)
+    owner = client.get(OWNER_KEY)
+    return owner if owner != record else None
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m crowdtick.database DATABASE_URL")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python -m crowdtick.database DATABASE_URL [REDIS_URL]")
     if ensure_database(sys.argv[1]):
         print(f"created the PostgreSQL database {urllib.parse.urlsplit(sys.argv[1]).path.lstrip('/')!r}")
+    try:
+        other = claim_redis(sys.argv[2], sys.argv[1]) if len(sys.argv) == 3 else None
+    except redis.ConnectionError as error:  # the site runs without Redis too; say so and go on
+        print(f"Redis does not answer ({error}); not checking whose tallies it holds")
+        other = None
+    if other:
+        sys.exit(
+            f"Redis {sys.argv[2]} holds the tallies of another database ({other}): its keys would mix with this "
+            "site's. Use another REDIS_URL (e.g. another database number), or empty that one (redis-cli -n N flushdb)."
+        )

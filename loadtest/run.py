@@ -11,7 +11,7 @@
 6. writes docs/loadtest/REPORT.md and its charts (loadtest/report.py).
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/crowdtick_loadtest, created
-if missing) and REDIS_URL (default redis://127.0.0.1:6379/0). Rate limits stay at their
+if missing) and REDIS_URL (default redis://127.0.0.1:6379/1). Rate limits stay at their
 production defaults unless --stack-env changes one, which the report then lists.
 """
 
@@ -41,7 +41,7 @@ from loadtest.site import Site, seed_polls  # noqa: E402
 from loadtest.stack import ROOT, Stack, free_ports  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/crowdtick_loadtest"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"  # not make stack's 0: another database's tallies
 LOCUST = Path(sys.executable).parent / "locust"
 
 

@@ -227,6 +227,14 @@ def tally_reconcile_many(polls: Sequence[Poll]) -> int:
         if correction:
             args = [max(1, abs(correction.get("total", 0)))] + [item for pair in correction.items() for item in pair]
             if _scripts(client).add_if_exists(keys=[tally_key(poll.id)], args=args):
+                logger.info(
+                    "Poll %s: tally corrected by %s (record %s then %s, cached %s)",
+                    poll.id,
+                    correction,
+                    before[poll.id].total,
+                    after.total,
+                    cached[poll.id].get("total"),
+                )
                 client.sadd(CHANGED_KEY, poll.id)
                 repaired += 1
         elif before[poll.id] == after:
