@@ -29,6 +29,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
+    "django.contrib.humanize",  # naturaltime: how old an export file is, in words
     "django.contrib.staticfiles",
     "django_htmx",
     "rest_framework",
@@ -215,6 +216,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 # CSV exports written by the Celery worker for owners to download (a volume shared with web).
 EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(BASE_DIR / "exports")))
+# Polls with more ballots than this export through that task; smaller ones stream their CSV from the web process.
+EXPORT_INLINE_MAX_BALLOTS = env_int("EXPORT_INLINE_MAX_BALLOTS", 20_000, minimum=0)
 
 # --- API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -3,19 +3,27 @@
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 
+from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
 from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
 from polls.poll_cache import poll_cached, poll_cached_with_hash
 from polls.tally import Tally, tally_get, tally_key
-from polls.vote_minutes import minute_counts_get
+from polls.vote_minutes import COMMIT_SLACK, minute_counts_get
 
 # Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
 _SLUG_CHARACTERS = frozenset(SLUG_ALPHABET)
 SLUG_MAX_LENGTH = 16
+
+# An export file this young is offered as it is, even on a poll still taking votes: clicking again
+# within this time starts no new export.
+EXPORT_FRESH_FOR = timedelta(minutes=1)
 
 # Spreadsheet programs run a cell that starts with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -126,6 +134,66 @@ def _results(poll: Poll, tally: Tally) -> PollResults:
 def poll_votes_per_minute(*, poll: Poll) -> list[tuple[datetime, int]]:
     """Ballots per minute over the last hour, oldest first, for the owner's chart (zeros included)."""
     return minute_counts_get(poll_id=poll.id)
+
+
+@dataclass(frozen=True)
+class MinuteBar:
+    minute: datetime
+    votes: int
+    height: int  # percent of the busiest minute's votes; a minute with votes is never drawn flat
+
+
+@dataclass(frozen=True)
+class VoteChart:
+    bars: list[MinuteBar]
+    total: int  # ballots in the chart's hour
+    peak: int
+    poll_total: int  # ballots ever, to tell "no votes yet" from "none this hour"
+
+
+def poll_vote_chart(*, poll: Poll) -> VoteChart:
+    """The owner's chart: ballots per minute over the last hour, scaled to the busiest minute."""
+    minutes = poll_votes_per_minute(poll=poll)
+    peak = max((votes for _, votes in minutes), default=0)
+    bars = [
+        MinuteBar(minute=minute, votes=votes, height=max(round(100 * votes / peak), 3) if votes else 0)
+        for minute, votes in minutes
+    ]
+    return VoteChart(bars=bars, total=sum(bar.votes for bar in bars), peak=peak, poll_total=tally_get(poll).total)
+
+
+@dataclass(frozen=True)
+class ExportStatus:
+    pending: bool  # an export is queued or being written
+    path: Path | None  # the last finished file
+    written_at: datetime | None  # when that file's ballots were read
+    newer_ballots: bool  # ballots may have arrived since: the file may lack some
+
+    @property
+    def fresh(self) -> bool:
+        """Whether a new export would add nothing worth the wait."""
+        if self.written_at is None:
+            return False
+        return not self.newer_ballots or timezone.now() - self.written_at < EXPORT_FRESH_FOR
+
+
+def poll_export_status(*, poll: Poll) -> ExportStatus:
+    path = poll_export_file(poll=poll)
+    try:
+        written_at = poll_export_written_at(path=path) if path else None
+    except FileNotFoundError:  # the poll was deleted meanwhile
+        path, written_at = None, None
+    # A ballot is stamped just before its commit: one stamped shortly before the file was read may be missing.
+    newer = (
+        written_at is not None
+        and Ballot.objects.filter(poll=poll, submitted_at__gte=written_at - COMMIT_SLACK).exists()
+    )
+    return ExportStatus(pending=poll_export_pending(poll=poll), path=path, written_at=written_at, newer_ballots=newer)
+
+
+def poll_export_inline(*, poll: Poll) -> bool:
+    """Whether the poll is small enough to stream its CSV straight from a web process."""
+    return tally_get(poll).total <= settings.EXPORT_INLINE_MAX_BALLOTS
 
 
 def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:

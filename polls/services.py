@@ -20,9 +20,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from polls.ballot_box import ballot_insert
-from polls.exports import poll_export_path
+from polls.exports import poll_export_claim, poll_export_path, poll_export_release
 from polls.models import (
     CHOICE_MAX_LENGTH,
     MAX_CHOICES,
@@ -34,7 +35,7 @@ from polls.models import (
     hash_owner_token,
 )
 from polls.redis_client import get_redis
-from polls.selectors import ballots_csv_lines, poll_ids_opened_or_closed_between
+from polls.selectors import ballots_csv_lines, poll_export_status, poll_ids_opened_or_closed_between
 from polls.tally import (
     tally_discard,
     tally_mark_changed,
@@ -244,6 +245,7 @@ def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visi
 def poll_delete(*, poll: Poll) -> None:
     """Deletes the poll with its choices and ballots, for good (its CSV export file too)."""
     poll_export_path(poll=poll).unlink(missing_ok=True)
+    poll_export_release(poll=poll)
     poll_id = poll.id
     poll.delete()
     tally_discard(poll_ids={poll_id})
@@ -299,21 +301,49 @@ def vote_minutes_refresh(*, now: datetime | None = None) -> int:
     return len(poll_ids)
 
 
+class ExportUnavailable(Exception):
+    message = "The export could not be started just now (the task queue is not answering). Try again in a minute."
+
+
+def poll_export_start(*, poll: Poll) -> bool:
+    """Starts writing the poll's export file in the background; returns whether it started one.
+
+    Idempotent: nothing starts while an export of the poll is pending, or while the last file is fresh
+    (`selectors.poll_export_status`). In embedded mode the task runs at once, inside this call.
+    """
+    from polls import tasks  # tasks import this module
+
+    if poll_export_status(poll=poll).fresh or not poll_export_claim(poll=poll):
+        return False
+    try:
+        tasks.export_poll.delay(poll.id)
+    except OperationalError as error:
+        poll_export_release(poll=poll)
+        raise ExportUnavailable from error
+    return True
+
+
 def poll_export_write(*, poll: Poll) -> Path:
     """Writes the poll's CSV export to a file the owner can download, replacing an older one.
 
     Written to a temporary file then renamed, so a download never sees half a file; running it
-    again only brings the file up to date with ballots cast since.
+    again only brings the file up to date with ballots cast since. The file's modification time is
+    set to when its ballots were read, which is what the owner is told about its age.
     """
     target = poll_export_path(poll=poll)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=target.parent, prefix=f".{poll.slug}-", suffix=".part", delete=False, newline="", encoding="utf-8"
-    ) as partial:
-        try:
-            partial.writelines(ballots_csv_lines(poll=poll))
-        except BaseException:
-            os.unlink(partial.name)
-            raise
-    os.replace(partial.name, target)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    read_at = timezone.now().timestamp()
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w", dir=target.parent, prefix=f".{poll.slug}-", suffix=".part", delete=False, newline="", encoding="utf-8"
+        ) as partial:
+            try:
+                partial.writelines(ballots_csv_lines(poll=poll))
+            except BaseException:
+                os.unlink(partial.name)
+                raise
+        os.utime(partial.name, (read_at, read_at))
+        os.replace(partial.name, target)
+    finally:
+        poll_export_release(poll=poll)
     return target

@@ -76,6 +76,8 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     def clean(self):
         data = super().clean()
         if not data.get("allow_multiple"):
+            # The maximum is hidden unless multiple choice is on: whatever it held does not count, valid or not.
+            self.errors.pop("max_choices", None)
             data["max_choices"] = 1
         elif not data.get("max_choices"):
             data["max_choices"] = max(len(data.get("choices") or []), 1)

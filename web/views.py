@@ -9,7 +9,7 @@ import io
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -202,8 +202,22 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
         "manage_url": request.build_absolute_uri(reverse("web:manage", args=[poll.slug, token])),
         "just_created": request.GET.get("created") == "1",
         "settings_form": settings_form,
+        "chart": selectors.poll_vote_chart(poll=poll),
+        "export_inline": selectors.poll_export_inline(poll=poll),
     }
+    if not context["export_inline"]:
+        context["export"] = selectors.poll_export_status(poll=poll)
     return TemplateResponse(request, "manage.html", context, status=status)
+
+
+@require_GET
+def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    """The votes-per-minute chart, refreshed by HTMX; without it, the owner page shows the same chart."""
+    poll = _owned_poll_or_404(slug, token)
+    if not request.htmx:
+        return redirect(reverse("web:manage", args=[slug, token]) + "#vote-chart")
+    context = {"poll": poll, "token": token, "chart": selectors.poll_vote_chart(poll=poll)}
+    return TemplateResponse(request, "manage.html#vote-chart", context)
 
 
 @require_POST
@@ -247,11 +261,51 @@ def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
 
 
 @require_GET
-def manage_export(request: HttpRequest, slug: str, token: str) -> StreamingHttpResponse:
+def manage_export(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     poll = _owned_poll_or_404(slug, token)
+    if not selectors.poll_export_inline(poll=poll):
+        # Too many ballots to stream from a web worker: the file is prepared in the background.
+        return redirect("web:manage_export_prepare", slug=slug, token=token)
     response = StreamingHttpResponse(selectors.ballots_csv_lines(poll=poll), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="crowdtick-{poll.slug}.csv"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    """POST starts the background export of a large poll (unless one is pending or fresh); GET shows its state."""
+    poll = _owned_poll_or_404(slug, token)
+    error, status = None, 200
+    if request.method == "POST":
+        try:
+            services.poll_export_start(poll=poll)
+        except services.ExportUnavailable as unavailable:
+            # HTMX swaps no 5xx answer (base.html): it gets the message with a 200, a plain browser the real status.
+            error, status = unavailable.message, 200 if request.htmx else 503
+        else:
+            if not request.htmx:
+                return redirect("web:manage_export_prepare", slug=slug, token=token)
+    export = selectors.poll_export_status(poll=poll)
+    if request.htmx and request.GET.get("polling") and export.pending:
+        return HttpResponse(status=204)  # unchanged: no swap, so screen readers hear nothing new
+    context = {"poll": poll, "token": token, "export": export, "export_error": error}
+    template = "export.html#export-status" if request.htmx else "export.html"
+    return TemplateResponse(request, template, context, status=status)
+
+
+@require_GET
+def manage_export_file(request: HttpRequest, slug: str, token: str) -> FileResponse:
+    """The finished export file; its path comes from the poll the owner token opened, never from the request."""
+    poll = _owned_poll_or_404(slug, token)
+    path = selectors.poll_export_status(poll=poll).path
+    try:
+        if path is None:
+            raise FileNotFoundError
+        file = path.open("rb")
+    except FileNotFoundError:  # none written yet, or the poll was deleted meanwhile
+        raise Http404("No export file has been written for this poll yet.") from None
+    filename = f"crowdtick-{poll.slug}.csv"
+    return FileResponse(file, as_attachment=True, filename=filename, content_type="text/csv; charset=utf-8")
 
 
 @require_GET

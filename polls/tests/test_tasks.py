@@ -2,13 +2,14 @@
 
 import csv
 import io
+import os
 from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from polls import selectors, services, tally, tasks
+from polls import exports, selectors, services, tally, tasks
 from polls.exports import poll_export_file
 from polls.models import Ballot
 from polls.redis_client import get_redis
@@ -153,6 +154,38 @@ def test_deleting_a_poll_deletes_its_export_file(tmp_path, settings):
     services.poll_delete(poll=poll)
     assert list(tmp_path.iterdir()) == []
     assert tasks.export_poll(poll.id) is None
+
+
+def test_an_export_is_started_once_and_its_file_is_dated_by_when_its_ballots_were_read(tmp_path, settings, monkeypatch):
+    settings.EXPORT_ROOT = tmp_path
+    queued = []
+    monkeypatch.setattr(tasks.export_poll, "delay", queued.append)
+    poll = make_poll()
+    vote(poll, "voter-1")
+    assert services.poll_export_start(poll=poll) is True
+    assert services.poll_export_start(poll=poll) is False  # pending
+    assert selectors.poll_export_status(poll=poll).pending
+
+    before = timezone.now()
+    tasks.export_poll(queued[0])
+    status = selectors.poll_export_status(poll=poll)
+    assert not status.pending and status.path is not None
+    assert before - timedelta(seconds=1) <= status.written_at <= timezone.now()
+    assert services.poll_export_start(poll=poll) is False  # fresh
+    assert queued == [poll.id]
+
+
+def test_an_export_whose_worker_died_does_not_block_the_next_one_for_ever(tmp_path, settings, monkeypatch):
+    settings.EXPORT_ROOT = tmp_path
+    queued = []
+    monkeypatch.setattr(tasks.export_poll, "delay", queued.append)
+    poll = make_poll()
+    services.poll_export_start(poll=poll)
+    long_ago = (timezone.now() - exports.PENDING_STALE_AFTER - timedelta(seconds=1)).timestamp()
+    os.utime(tmp_path / f"{poll.slug}.pending", (long_ago, long_ago))
+    assert not selectors.poll_export_status(poll=poll).pending
+    assert services.poll_export_start(poll=poll) is True
+    assert queued == [poll.id, poll.id]
 
 
 def vote_at(poll, voter, moment):

@@ -35,15 +35,27 @@
     });
   }
 
+  // The maximum of picks is hidden (by CSS) while multiple choice is off; disabled too, so a value left
+  // in it can neither block the submit (an invalid hidden field) nor be sent.
+  function syncMaxChoices() {
+    var allow = document.getElementById("id_allow_multiple");
+    var max = document.getElementById("id_max_choices");
+    if (allow && max) { max.disabled = !allow.checked; }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setBrowserTimeZone(document);
     enableCopyButtons(document);
+    syncMaxChoices();
+    var allow = document.getElementById("id_allow_multiple");
+    if (allow) { allow.addEventListener("change", syncMaxChoices); }
   });
 
-  // A new choice row was swapped in: put the cursor there.
+  // A new choice row was swapped in: give it its number, as the server does for the first rows, and put the cursor there.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "choice-list") {
       var inputs = event.detail.target.querySelectorAll("input");
+      inputs.forEach(function (input, index) { input.setAttribute("aria-label", "Choice " + (index + 1)); });
       if (inputs.length) { inputs[inputs.length - 1].focus(); }
     }
     enableCopyButtons(event.detail.target);

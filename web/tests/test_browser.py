@@ -51,14 +51,20 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     # The owner creates a poll through the form, adding a third choice with HTMX.
     page.goto(f"{site}/")
     page.get_by_label("Question").fill("Which talk opens the day?")
-    rows = page.get_by_label("Choice", exact=True)
-    rows.nth(0).fill("Databases")
-    rows.nth(1).fill("Browsers")
+    rows = page.locator("#choice-list input")
+    page.get_by_label("Choice 1", exact=True).fill("Databases")
+    page.get_by_label("Choice 2", exact=True).fill("Browsers")
     page.get_by_role("button", name="+ Add a choice").click()
     expect(rows).to_have_count(4)
-    expect(rows.nth(3)).to_be_focused()
+    expect(page.get_by_label("Choice 4", exact=True)).to_be_focused()
     rows.nth(3).fill("Compilers")
     page.get_by_text("Options").click()
+    # The maximum of picks shows only while multiple choice is ticked, and a value left in it then is not sent.
+    expect(page.get_by_label("At most this many picks")).to_be_hidden()
+    page.get_by_label("Voters may pick more than one").check()
+    page.get_by_label("At most this many picks").fill("99")
+    page.get_by_label("Voters may pick more than one").uncheck()
+    expect(page.get_by_label("At most this many picks")).to_be_hidden()
     expect(page.get_by_text("time in America/New York")).to_be_visible()
     page.get_by_label("Closes at").fill("2099-06-01T12:00")  # the owner's wall clock: 16:00 UTC
     page.get_by_role("button", name="Create poll").click()
@@ -68,10 +74,14 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     expect(page.locator("#owner-url")).to_have_value(re.compile(r"/manage/"))
     expect(page.locator(".poll-status time")).to_have_attribute("datetime", "2099-06-01T16:00:00+00:00")
     expect(page.get_by_label("Deadline")).to_have_value("2099-06-01T12:00")  # shown back in local time
+    expect(page.get_by_text("No votes yet.")).to_be_visible()
+    manage_url = page.url.split("?")[0]
 
     # A guest votes from another browser with the keyboard alone; HTMX swaps the results in place.
     guest_page = guest.new_page()
     guest_page.goto(poll_url)
+    for text in ("Databases", "Browsers", "Compilers"):  # each option is named by its own text
+        expect(guest_page.get_by_role("radio", name=text, exact=True)).to_have_count(1)
     guest_page.get_by_label("Databases").focus()
     guest_page.keyboard.press("ArrowDown")  # radios move by arrow keys; the focus ring follows
     expect(guest_page.get_by_label("Browsers")).to_be_checked()
@@ -101,6 +111,12 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     guest_page.goto(f"{site}/p/{slug}/results/")
     expect(guest_page.locator("#results-total")).to_have_text("2")
     expect(guest_page.locator(".bar").nth(2)).to_contain_text("0% · 0 votes")
+
+    # The owner's chart draws this minute's two votes as the tallest bar, and says so in text.
+    page.goto(manage_url)
+    expect(page.locator("#vote-chart")).to_contain_text("2 votes in the last hour")
+    assert page.locator(".minute-fill.h-100").bounding_box()["height"] > 50
+    expect(page.get_by_role("table")).to_contain_text("2 votes")
 
     # The share box's QR code is drawn and scans as the poll's link.
     qr = guest_page.locator("img.share-qr")

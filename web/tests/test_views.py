@@ -2,15 +2,19 @@
 
 import csv
 import io
+import os
 import re
+from datetime import timedelta
 from xml.etree import ElementTree
 
 import pytest
 import zxingcpp
 from django.test import Client
+from django.utils import timezone
+from kombu.exceptions import OperationalError
 from PIL import Image, ImageDraw
 
-from polls import selectors
+from polls import selectors, tasks
 from polls.models import Ballot, Poll
 from web.tests.conftest import HTMX
 
@@ -83,6 +87,21 @@ def test_multiple_choice_without_a_maximum_allows_every_choice(client, db):
 def test_a_maximum_is_ignored_when_multiple_choice_is_off(client, db):
     response = client.post("/polls/new/", create_form(max_choices="3"))
     assert Poll.objects.get(slug=response["Location"].split("/")[2]).max_choices == 1
+
+
+@pytest.mark.parametrize("max_choices", ["50", "two", "0"])
+def test_a_maximum_left_in_the_hidden_field_does_not_block_a_single_choice_poll(client, db, max_choices):
+    response = client.post("/polls/new/", create_form(max_choices=max_choices))
+    assert response.status_code == 302
+    assert Poll.objects.get(slug=response["Location"].split("/")[2]).max_choices == 1
+
+
+@HTMX_CASES
+def test_each_choice_row_of_the_create_form_has_its_own_label(client, db, headers):
+    html = client.get("/", **headers).content.decode()
+    assert re.findall(r'aria-label="(Choice[^"]*)"', html) == ["Choice 1", "Choice 2", "Choice 3"]
+    again = client.post("/polls/new/", create_form(add_choice="1"), **headers).content.decode()
+    assert re.findall(r'aria-label="(Choice[^"]*)"', again) == ["Choice 1", "Choice 2", "Choice 3", "Choice 4"]
 
 
 def test_a_deadline_is_read_in_the_browsers_time_zone(client, db):
@@ -163,6 +182,14 @@ def test_the_poll_page_shows_radio_buttons_for_a_single_choice_poll(client, poll
     assert poll.poll.question in html
     assert html.count('type="radio" name="choice"') == 3
     assert f'hx-post="/p/{poll.slug}/vote/"' in html and f'action="/p/{poll.slug}/vote/"' in html
+
+
+@HTMX_CASES
+def test_each_vote_option_is_labelled_by_its_own_choice_text(client, poll, headers):
+    html = client.get(poll.url(), **headers).content.decode()
+    options = re.findall(r'<label class="vote-option">\s*<input ([^>]*)>\s*<span>([^<]*)</span>', html)
+    assert [text for _, text in options] == ["Databases", "Browsers", "Compilers"]
+    assert not any("aria-label" in attributes for attributes, _ in options)
 
 
 def test_the_poll_page_shows_checkboxes_and_the_maximum_for_multiple_choice(client, make_poll):
@@ -502,6 +529,226 @@ def test_the_owner_downloads_the_ballots_as_csv(client, other_browser, make_poll
     assert all(row[0].endswith("Z") for row in rows[1:])
     for ballot in Ballot.objects.all():
         assert ballot.voter_key not in body and ballot.ip_hash not in body
+
+
+# --- the owner's chart ----------------------------------------------------------------------
+
+
+def votes_from_browsers(poll, *choice_indexes) -> None:
+    for index in choice_indexes:
+        Client().post(poll.url("vote/"), {"choice": [poll.choice_ids[index]]})
+
+
+@HTMX_CASES
+def test_the_owner_page_says_no_votes_yet_instead_of_an_empty_chart(client, poll, headers):
+    html = client.get(poll.manage_url(), **headers).content.decode()
+    assert "Votes per minute, last hour" in html
+    assert "No votes yet." in html
+    assert "minute-fill" not in html
+
+
+@HTMX_CASES
+def test_the_owner_page_charts_votes_per_minute_with_a_text_alternative(client, poll, headers):
+    votes_from_browsers(poll, 0, 1)
+    # Both in one minute, five minutes ago, so the test never straddles a minute's end.
+    minute = (timezone.now() - timedelta(minutes=5)).replace(second=10, microsecond=0)
+    Ballot.objects.filter(poll_id=poll.poll.id).update(submitted_at=minute)
+    html = client.get(poll.manage_url(), **headers).content.decode()
+    assert html.count('class="minute-bar"') == 60
+    assert html.count("minute-fill h-0") == 59
+    assert "minute-fill h-100" in html  # the busiest minute, the only one here
+    row = f'<tr><th scope="row">{minute:%H:%M}</th><td>2 votes</td></tr>'
+    assert row in html  # the visually hidden table screen readers get
+    assert "2 votes in the last hour" in html
+    assert "style=" not in html  # the CSP forbids inline styles: heights are classes
+
+
+def test_the_chart_partial_returns_only_the_chart_for_htmx(client, poll):
+    votes_from_browsers(poll, 2)
+    response = client.get(poll.manage_url("chart/"), **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<section class="card vote-chart" id="vote-chart"')
+    assert 'hx-trigger="every 30s"' in html
+    assert "1 vote in the last hour" in html
+    assert "<html" not in html and "Close voting now" not in html
+
+
+def test_the_chart_address_without_htmx_leads_to_the_owner_page_at_the_chart(client, poll):
+    response = client.get(poll.manage_url("chart/"))
+    assert response.status_code == 302
+    assert response["Location"] == poll.manage_url() + "#vote-chart"
+    assert 'href="' + poll.manage_url("chart/") + '"' in client.get(poll.manage_url()).content.decode()
+
+
+@HTMX_CASES
+def test_the_chart_with_a_wrong_owner_token_is_404(client, poll, headers):
+    assert client.get(f"/p/{poll.slug}/manage/not-the-token/chart/", **headers).status_code == 404
+
+
+# --- exports of large polls through Celery ------------------------------------------------
+
+
+@pytest.fixture
+def export_root(settings, tmp_path):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    return settings.EXPORT_ROOT
+
+
+@pytest.fixture
+def large(settings, export_root):
+    """Polls with more than one ballot count as large, so two votes make one."""
+    settings.EXPORT_INLINE_MAX_BALLOTS = 1
+
+
+@pytest.fixture
+def queued(monkeypatch) -> list[int]:
+    """The export task's queue: enqueued poll ids, run by hand with `tasks.export_poll`."""
+    enqueued = []
+    monkeypatch.setattr(tasks.export_poll, "delay", enqueued.append)
+    return enqueued
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """Tasks run in-process, as under `make run`, even when the suite runs against Redis."""
+    monkeypatch.setitem(tasks.export_poll.app.conf, "task_always_eager", True)
+
+
+def test_a_small_poll_streams_its_csv_from_the_owner_page_link(client, poll, export_root, queued):
+    votes_from_browsers(poll, 0, 1)
+    html = client.get(poll.manage_url()).content.decode()
+    assert f'href="{poll.manage_url("export.csv")}" download' in html
+    assert "Preparing your export" not in html and poll.manage_url("export/") not in html
+    response = client.get(poll.manage_url("export.csv"))
+    assert response.streaming and len(b"".join(response.streaming_content).splitlines()) == 3
+    assert queued == [] and not export_root.exists()
+
+
+@HTMX_CASES
+def test_a_large_poll_offers_a_post_that_prepares_the_export(client, poll, large, headers):
+    votes_from_browsers(poll, 0, 1)
+    html = client.get(poll.manage_url(), **headers).content.decode()
+    assert f'href="{poll.manage_url("export.csv")}"' not in html
+    assert f'<form method="post" action="{poll.manage_url("export/")}"' in html
+    assert "Download ballots (CSV)</button>" in html
+
+
+def test_the_csv_address_of_a_large_poll_leads_to_the_export_page_instead_of_streaming(client, poll, large, queued):
+    votes_from_browsers(poll, 0, 1)
+    response = client.get(poll.manage_url("export.csv"))
+    assert response.status_code == 302 and response["Location"] == poll.manage_url("export/")
+    assert queued == []  # a GET starts nothing
+
+
+def test_without_javascript_the_export_is_enqueued_then_shown_as_preparing_until_ready(client, poll, large, queued):
+    votes_from_browsers(poll, 0, 1)
+    response = client.post(poll.manage_url("export/"))
+    assert response.status_code == 302 and response["Location"] == poll.manage_url("export/")
+    assert queued == [poll.poll.id]
+
+    html = client.get(poll.manage_url("export/")).content.decode()
+    assert "Preparing your export…" in html
+    assert f'<a href="{poll.manage_url("export/")}">Refresh</a>' in html
+    assert poll.manage_url("export/file/") not in html
+
+    tasks.export_poll(queued[0])  # the worker
+    html = client.get(poll.manage_url("export/")).content.decode()
+    assert "Preparing your export" not in html
+    assert "Your file is ready." in html and '<span class="export-age">exported now</span>' in html
+    assert f'href="{poll.manage_url("export/file/")}"' in html
+
+
+def test_with_htmx_the_preparing_fragment_polls_until_the_file_is_ready(client, poll, large, queued):
+    votes_from_browsers(poll, 0, 1)
+    response = client.post(poll.manage_url("export/"), **HTMX)
+    html = response.content.decode()
+    assert response.status_code == 200 and "<html" not in html
+    assert "Preparing your export…" in html
+    polling_url = poll.manage_url("export/") + "?polling=1"
+    assert f'hx-get="{polling_url}" hx-trigger="every 2s"' in html
+
+    assert client.get(polling_url, **HTMX).status_code == 204  # still pending: nothing to swap
+    tasks.export_poll(queued[0])
+    html = client.get(polling_url, **HTMX).content.decode()
+    assert "Your file is ready." in html and "hx-trigger" not in html  # polling stops
+
+
+@HTMX_CASES
+def test_a_second_click_starts_no_second_export_while_one_is_pending_or_fresh(client, poll, large, queued, headers):
+    votes_from_browsers(poll, 0, 1)
+    client.post(poll.manage_url("export/"), **headers)
+    client.post(poll.manage_url("export/"), **headers)
+    assert queued == [poll.poll.id]
+    tasks.export_poll(queued[0])
+    client.post(poll.manage_url("export/"), **headers)
+    assert queued == [poll.poll.id]  # the file is fresh
+
+
+def test_an_old_export_says_how_old_it_is_and_may_be_redone_when_ballots_arrived_since(
+    client, poll, large, queued, export_root
+):
+    votes_from_browsers(poll, 0, 1)
+    client.post(poll.manage_url("export/"))
+    path = tasks.export_poll(queued[0])
+    hours_ago = timezone.now().timestamp() - 3 * 3600
+    os.utime(path, (hours_ago, hours_ago))
+    votes_from_browsers(poll, 2)
+    html = client.get(poll.manage_url("export/")).content.decode()
+    assert "exported 3\xa0hours ago" in html
+    assert "Ballots cast after that are not in it." in html
+    assert "Export again with the latest ballots" in html
+    client.post(poll.manage_url("export/"))
+    assert queued == [poll.poll.id, poll.poll.id]
+
+
+def test_in_embedded_mode_the_export_is_ready_when_the_page_comes_back(client, poll, large, embedded):
+    votes_from_browsers(poll, 0, 1)
+    html = client.post(poll.manage_url("export/"), follow=True).content.decode()
+    assert "Your file is ready." in html
+    body = b"".join(client.get(poll.manage_url("export/file/")).streaming_content).decode()
+    assert sorted(row[1] for row in csv.reader(io.StringIO(body)))[:2] == ["Browsers", "Databases"]
+
+
+def test_a_queue_that_does_not_answer_gets_a_503_with_a_message_and_may_be_retried(client, poll, large, monkeypatch):
+    def broker_down(poll_id):
+        raise OperationalError("connection refused")
+
+    votes_from_browsers(poll, 0, 1)
+    monkeypatch.setattr(tasks.export_poll, "delay", broker_down)
+    response = client.post(poll.manage_url("export/"))
+    assert response.status_code == 503
+    assert "could not be started just now" in response.content.decode()
+    assert not selectors.poll_export_status(poll=poll.poll).pending
+    htmx = client.post(poll.manage_url("export/"), **HTMX)  # HTMX swaps only 2xx and some 4xx (base.html)
+    assert htmx.status_code == 200 and "could not be started just now" in htmx.content.decode()
+
+
+@HTMX_CASES
+def test_the_export_file_downloads_only_with_the_owner_token(client, poll, large, queued, headers):
+    votes_from_browsers(poll, 0, 1)
+    assert client.get(poll.manage_url("export/file/"), **headers).status_code == 404  # none written yet
+    client.post(poll.manage_url("export/"))
+    tasks.export_poll(queued[0])
+
+    for wrong in ("not-the-token", poll.token[:-1] + ("a" if poll.token[-1] != "a" else "b")):
+        assert client.get(f"/p/{poll.slug}/manage/{wrong}/export/file/", **headers).status_code == 404
+        assert client.get(f"/p/{poll.slug}/manage/{wrong}/export/", **headers).status_code == 404
+        assert client.post(f"/p/{poll.slug}/manage/{wrong}/export/", **headers).status_code == 404
+    response = client.get(poll.manage_url("export/file/"), **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert f'attachment; filename="crowdtick-{poll.slug}.csv"' == response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows[0] == ["submitted_at", "choices"] and len(rows) == 3
+
+
+def test_the_export_file_path_never_comes_from_the_request(client, poll, large, export_root):
+    export_root.mkdir()
+    (export_root / "secret.csv").write_text("not yours")
+    for path in ("export/file/../../secret.csv", "export/file/?path=secret.csv", "export/file/secret.csv"):
+        response = client.get(poll.manage_url(path))
+        assert response.status_code == 404
 
 
 # --- health, 404 and refused requests ------------------------------------------------------
