@@ -164,11 +164,11 @@ def test_the_export_writes_times_in_utc_iso_8601():
 
 
 def test_the_export_neutralises_cells_a_spreadsheet_would_run():
-    poll = make_poll(choices=["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "Plain"], max_choices=5)
-    for i, text in enumerate(["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "Plain"]):
+    poll = make_poll(choices=['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "Plain"], max_choices=5)
+    for i, text in enumerate(['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "Plain"]):
         cast(poll, text, voter=f"v{i}")
     cells = [row[1] for row in export(poll)[1:]]
-    assert cells == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)", "Plain"]
+    assert cells == ['\'=HYPERLINK("http://x")', "'+1", "'-2", "'@SUM(A1)", "Plain"]
 
 
 def test_the_export_holds_no_voter_keys_or_address_hashes():
