@@ -49,6 +49,7 @@ def html_pages(poll, token) -> dict[str, str]:
         "live": f"/p/{slug}/live/",
         "owner": f"/p/{slug}/manage/{token}/",
         "delete confirmation": f"/p/{slug}/manage/{token}/delete/",
+        "export": f"/p/{slug}/manage/{token}/export/",
         "not found": "/p/nosuchpoll/",
     }
 
@@ -127,6 +128,7 @@ def owner_posts(poll, token) -> dict[str, tuple[str, dict]]:
         "close": (f"{base}/close/", {}),
         "reopen": (f"{base}/reopen/", {}),
         "settings": (f"{base}/settings/", {"results_visibility": "after_close"}),
+        "export": (f"{base}/export/", {}),
         "delete": (f"{base}/delete/", {}),
     }
 
@@ -158,9 +160,14 @@ def csrf_token_of(client, url) -> str:
 def test_every_form_accepts_its_own_token(csrf_client, poll_and_token):
     # The other half of the test above: the 403s come from the missing token, not from a broken form.
     poll, token = poll_and_token
-    forms_on = {"create": "/", "vote": f"/p/{poll.slug}/", "vote (htmx)": f"/p/{poll.slug}/"}
+    forms_on = {
+        "create": "/",
+        "vote": f"/p/{poll.slug}/",
+        "vote (htmx)": f"/p/{poll.slug}/",
+        "export": f"/p/{poll.slug}/manage/{token}/export/",
+    }
     posts = every_form_post(poll, token)
-    for name in ("create", "vote (htmx)", "settings", "close", "reopen", "delete"):
+    for name in ("create", "vote (htmx)", "settings", "close", "reopen", "export", "delete"):
         url, data, headers = posts[name]
         page = forms_on.get(name, f"/p/{poll.slug}/manage/{token}/")
         data = data | {"csrfmiddlewaretoken": csrf_token_of(csrf_client, page)}
