@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import runpy
 import secrets
 import shutil
 import signal
@@ -215,6 +216,13 @@ def create_poll(csrf: str) -> tuple[str, str]:
     return slug, choice
 
 
+def gunicorn_shape() -> str:
+    """Workers × threads per instance, as deploy/gunicorn.conf.py sets them in this environment."""
+    config = runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+    workers = config["workers"]
+    return f"{workers} worker{'s' if workers != 1 else ''} × {config['threads']} threads"
+
+
 def wrk(endpoint: Endpoint, duration: int) -> Sample:
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if endpoint.script:
@@ -289,7 +297,7 @@ def render(results: dict, *, duration: int, load: tuple[float, float]) -> str:
         SECTION,
         "",
         f"Written by `make bench` (bench/run.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: the whole",
-        "stack of `make stack` (nginx :8080, 2 gunicorn gthread instances of 2 workers × 4 threads, 2 uvicorn,",
+        f"stack of `make stack` (nginx :8080, 2 gunicorn gthread instances of {gunicorn_shape()}, 2 uvicorn,",
         "Celery worker and beat, the broadcaster when present), PostgreSQL and Redis, all on this 2-core machine",
         f"together with the load generator. wrk, {THREADS} threads, {CONNECTIONS} connections, {duration} s per run,",
         "3 runs per endpoint interleaved, medians. Database connections: "

@@ -1,6 +1,6 @@
 """A process-local circuit breaker for the database.
 
-Why: with 4 threads per gunicorn worker and a frozen PostgreSQL, each request would wait out its
+Why: with 8 threads per gunicorn worker and a frozen PostgreSQL, each request would wait out its
 own `DB_WAIT_TIMEOUT` before failing, so the whole process serves nothing for seconds at a time.
 After a timeout or a failed connect the breaker opens: for `OPEN_SECONDS` every use of the
 database fails at once. Then one caller probes (its query runs with the normal bound) while the
