@@ -10,9 +10,9 @@ import os
 
 # One process of 8 threads per instance (2 instances: 2 processes for the 2 cores) rather than 2 of 4:
 # the same 16 threads, but with 4 GIL-bound processes next to PostgreSQL, nginx and Redis on 2 cores,
-# requests queued on a descheduled process waited for it. Measured through nginx (wrk, c=100, 2 runs
-# each, same session): p99 /healthz 210-590 ms -> 87-107 ms, results 440-790 -> 109-115 ms, JSON
-# vote 320-410 -> 210-240 ms, throughput unchanged within noise. Raise WEB_WORKERS with the cores.
+# requests queued on a descheduled process waited for it. make bench before and after (docs/benchmarks.md):
+# p99 /healthz 301 -> 116 ms, results 568 -> 140 ms, votes 383-386 -> 240-241 ms, requests/s within the
+# noise. Raise WEB_WORKERS with the cores.
 workers = int(os.environ.get("WEB_WORKERS", "1"))
 threads = int(os.environ.get("WEB_THREADS", "8"))
 worker_class = "gthread"
