@@ -35,7 +35,12 @@ from polls.models import (
     hash_owner_token,
 )
 from polls.redis_client import get_redis
-from polls.selectors import ballots_csv_lines, poll_export_status, poll_ids_opened_or_closed_between
+from polls.selectors import (
+    ballots_csv_lines,
+    poll_export_status,
+    poll_ids_opened_or_closed_between,
+    polls_with_choices,
+)
 from polls.tally import (
     tally_discard,
     tally_mark_changed,
@@ -265,11 +270,11 @@ def tallies_reconcile(*, now: datetime | None = None) -> int:
     a repair adds only the part of the drift that is certain (`tally_reconcile_many`).
     """
     stale = tally_stale_poll_ids()
-    polls = Poll.objects.prefetch_related("choices").filter(id__in=active_poll_ids(now=now) | stale)
+    polls = polls_with_choices(poll_ids=active_poll_ids(now=now) | stale)
     found = {poll.id for poll in polls}
     # A stale mark of a poll deleted since must not stay in the set forever.
     tally_discard(poll_ids=stale - found)
-    return tally_reconcile_many(list(polls))
+    return tally_reconcile_many(polls)
 
 
 def poll_deadlines_announce(*, now: datetime | None = None) -> int:

@@ -3,8 +3,7 @@ redelivery (acks_late, a worker lost mid-task) or a duplicate beat tick changes 
 
 from celery import shared_task
 
-from polls import services
-from polls.models import Poll
+from polls import selectors, services
 
 
 @shared_task
@@ -28,5 +27,5 @@ def refresh_vote_minutes() -> int:
 @shared_task
 def export_poll(poll_id: int) -> str | None:
     """Writes a poll's CSV export file; a poll deleted meanwhile needs none."""
-    poll = Poll.objects.prefetch_related("choices").filter(id=poll_id).first()
-    return str(services.poll_export_write(poll=poll)) if poll else None
+    polls = selectors.polls_with_choices(poll_ids=[poll_id])
+    return str(services.poll_export_write(poll=polls[0])) if polls else None

@@ -81,7 +81,7 @@ class Broadcaster:
         if not poll_ids:
             return []
         pushes = []
-        for poll in selectors.polls_by_ids(poll_ids=poll_ids):
+        for poll in selectors.polls_with_choices(poll_ids=poll_ids):
             for audience, view in live_views(poll=poll).items():
                 if self._is_news(poll.id, audience, view):
                     pushes.append(Push(poll.id, audience, audience_group(poll, audience), view))

@@ -1,7 +1,9 @@
 """The read rules: who may see results, what results say, and what the CSV export holds."""
 
 import csv
+import gc
 import io
+import weakref
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -45,6 +47,34 @@ def test_the_owner_poll_needs_the_right_token():
     for wrong in ("", token[:-1], token + "a", "x" * 43):
         with pytest.raises(Poll.DoesNotExist):
             selectors.poll_get_for_owner(slug=poll.slug, token=wrong)
+
+
+# --- polls_with_choices --------------------------------------------------------------------
+
+
+def test_polls_with_choices_loads_each_polls_own_choices_in_order_in_two_queries(django_assert_num_queries):
+    first = make_poll(choices=["Apple", "Pear", "Plum"])
+    second = make_poll(question="Best colour?", choices=["Red", "Blue"])
+    with django_assert_num_queries(2):
+        polls = {poll.id: poll for poll in selectors.polls_with_choices(poll_ids=[first.id, second.id, 0])}
+        texts = {poll_id: [choice.text for choice in poll.choices.all()] for poll_id, poll in polls.items()}
+    assert texts == {first.id: ["Apple", "Pear", "Plum"], second.id: ["Red", "Blue"]}
+
+
+def test_polls_with_choices_are_freed_without_the_cycle_collector():
+    # The reconciler and the broadcaster load hundreds of polls every few seconds; polls that
+    # form reference cycles wait for Python's rare full collection and grow the process.
+    poll = make_poll()
+    gc.collect()
+    gc.disable()
+    try:
+        loaded = selectors.polls_with_choices(poll_ids=[poll.id])
+        assert len(loaded[0].choices.all()) == 3
+        freed = weakref.ref(loaded[0])
+        del loaded
+        assert freed() is None, "a poll of polls_with_choices is still alive: it is part of a reference cycle"
+    finally:
+        gc.enable()
 
 
 # --- results -------------------------------------------------------------------------------
