@@ -8,8 +8,10 @@ each second); notes kept by hand in loadtest/NOTES.md are appended as the readin
 
 import argparse
 import json
+import re
 import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +27,11 @@ SLOW_MS = 200
 TARGET_P95_AT_1000_MS = 50
 TARGET_RATIO_2000_TO_100 = 1.5
 BUSY_SHARE = 0.9  # a core (or the machine) busier than this is saturated
+# The voters of a hall get each question at the same second, so a step's load comes in bursts and
+# its average CPU hides a saturated burst: the report also shows the step's busiest seconds.
+BURST_SECONDS = 10
+# A line of nginx's access log (deploy/nginx/crowdtick.conf.template): its time, request and $request_time.
+NGINX_LINE = re.compile(r'\[([^\]]+)\] "(\S+) (\S+) [^"]*" (\d{3}) .* (\d+\.\d+)$')
 
 
 def load(run_dir: Path) -> tuple[dict, list[dict], list[dict]]:
@@ -36,8 +43,11 @@ def load(run_dir: Path) -> tuple[dict, list[dict], list[dict]]:
         if (samples_path.exists())
         else []
     )
+    served = nginx_request_times(run_dir / "stack" / "nginx-access.log")
     for step in steps:
         step["resources"] = resources(samples, step["started_at"], step["ended_at"])
+        step["burst"] = busiest_window(samples, step["started_at"], step["ended_at"])
+        step["nginx"] = percentiles([ms for t, ms in served if step["started_at"] <= t < step["ended_at"]])
     if meta.get("ceiling"):
         meta["ceiling"]["resources"] = resources(samples, meta["ceiling"]["started_at"], meta["ceiling"]["ended_at"])
     return meta, steps, samples
@@ -76,6 +86,59 @@ def resources(samples: list[dict], start: float, end: float) -> dict:
     }
 
 
+def busiest_window(samples: list[dict], start: float, end: float, seconds: float = BURST_SECONDS) -> dict:
+    """`resources` over the `seconds` of [start, end] in which the machine was busiest, plus how many
+    of the step's sampled seconds the machine spent at least `BUSY_SHARE` busy."""
+    inside = [s for s in samples if start <= s["t"] <= end]
+
+    def busy_share(first: dict, last: dict) -> float:
+        total = last["machine"]["total"] - first["machine"]["total"]
+        return (last["machine"]["busy"] - first["machine"]["busy"]) / total if total else 0.0
+
+    pairs = list(zip(inside, inside[1:], strict=False))
+    busiest, later = None, 0
+    for first in inside:
+        while later < len(inside) and inside[later]["t"] - first["t"] < seconds:
+            later += 1
+        if later == len(inside):
+            break
+        share = busy_share(first, inside[later])
+        if busiest is None or share > busiest[0]:
+            busiest = (share, first["t"], inside[later]["t"])
+    if busiest is None:
+        return {}
+    saturated = [last["t"] - first["t"] for first, last in pairs if busy_share(first, last) >= BUSY_SHARE]
+    return {
+        **resources(samples, busiest[1], busiest[2]),
+        "seconds": busiest[2] - busiest[1],
+        "saturated_seconds": sum(saturated),
+        "sampled_seconds": inside[-1]["t"] - inside[0]["t"],
+    }
+
+
+def nginx_request_times(path: Path) -> list[tuple[float, float]]:
+    """(time, milliseconds) of each HTTP request in nginx's access log, as nginx itself timed it: from the
+    request's first byte to the response's last. It leaves out the time a request waited in the load
+    generator, which shares the machine; WebSockets (their time is the connection's life) and the
+    /healthz ceiling are left out."""
+    if not path.exists():
+        return []
+    times = []
+    for line in path.read_text(errors="replace").splitlines():
+        match = NGINX_LINE.search(line)
+        if match and not match[3].startswith(("/ws/", "/healthz")):
+            at = datetime.strptime(match[1], "%d/%b/%Y:%H:%M:%S %z").timestamp()
+            times.append((at, 1000 * float(match[5])))
+    return times
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    return {f"p{n}": ordered[min(len(ordered) - 1, int(len(ordered) * n / 100))] for n in (50, 95, 99)}
+
+
 def fmt_ms(value) -> str:
     if value is None:
         return "–"
@@ -97,8 +160,9 @@ def vote_attempts_per_minute(step: dict) -> float:
 
 
 def saturation(step: dict) -> str:
-    """What ran out at this step, read from the CPU figures."""
-    res = step.get("resources") or {}
+    """What ran out at this step, read from the CPU figures of its busiest seconds (of the whole
+    step for runs recorded before those were kept)."""
+    res = step.get("burst") or step.get("resources") or {}
     if not res:
         return "no resource samples for this step"
     cores = res["machine_cores"]
@@ -109,7 +173,8 @@ def saturation(step: dict) -> str:
         for role, entry in res["roles"].items()
         if entry["hottest"] >= BUSY_SHARE
     ]
-    text = f"the machine was {res['machine_busy_pct']:.0f}% busy ({cores:.2f} of its cores: {parts}"
+    when = f"in the step's busiest {res['seconds']:.0f} s " if "seconds" in res else ""
+    text = f"{when}the machine was {res['machine_busy_pct']:.0f}% busy ({cores:.2f} of its cores: {parts}"
     if res["others_cores"] >= 0.05:
         text += f", other processes on the machine {res['others_cores']:.2f}"
     text += ")"
@@ -121,6 +186,11 @@ def saturation(step: dict) -> str:
         text = "not the CPU: " + text
     if pegged:
         text += "; " + "; ".join(pegged)
+    if "saturated_seconds" in res:
+        text += (
+            f"; over the whole step it was {BUSY_SHARE:.0%} busy or more for {res['saturated_seconds']:.0f} of "
+            f"{res['sampled_seconds']:.0f} s, {step['resources']['machine_busy_pct']:.0f}% busy on average"
+        )
     if res["others_cores"] > cores / 2:
         text += (
             " — most of that CPU went to processes outside this run, so this step measured a crowded machine "
@@ -151,7 +221,15 @@ def verdicts(meta: dict, steps: list[dict]) -> list[str]:
             f"- p95 at 2,000 users **{fmt_ms(at_2000['http']['p95'])} ms** vs **{fmt_ms(at_100['http']['p95'])} ms** "
             f"at 100 users: **{ratio:.2f}×** (target at most {TARGET_RATIO_2000_TO_100}×): "
             f"{'met ✔' if ratio <= TARGET_RATIO_2000_TO_100 else 'missed ✘'}."
+            + ("" if ratio <= TARGET_RATIO_2000_TO_100 else f" What saturated at 2,000 users: {saturation(at_2000)}.")
         )
+        served_100, served_2000 = (step.get("nginx", {}).get("p95") for step in (at_100, at_2000))
+        if served_100 and served_2000:
+            lines.append(
+                f"- The same p95 as nginx timed it (without the time requests waited in the load generator): "
+                f"**{fmt_ms(served_2000)} ms** at 2,000 users vs **{fmt_ms(served_100)} ms** at 100: "
+                f"**{served_2000 / served_100:.2f}×**."
+            )
     else:
         lines.append("- p95 at 2,000 users vs 100 users: not measured in this run (it needs both steps).")
     slow = next((step for step in steps if (step["http"]["p95"] or 0) > SLOW_MS), None)
@@ -314,18 +392,21 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
         "## Per step",
         "",
         "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | push p50 ms | push p95 ms | push p99 ms "
-        "| pushes timed | votes sent/min | machine CPU |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| pushes timed | votes sent/min | nginx p95 ms | machine CPU | busiest {BURST_SECONDS} s "
+        f"| seconds ≥ {BUSY_SHARE:.0%} |",
+        "|" + " ---: |" * 16,
     ]
     for step in steps:
         push = push_series(step)
-        res = step.get("resources") or {}
+        res, burst = step.get("resources") or {}, step.get("burst") or {}
         lines.append(
             f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
             f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
             f"| {step['all']['error_pct']:.2f} | {fmt_ms(push.get('p50'))} | {fmt_ms(push.get('p95'))} "
             f"| {fmt_ms(push.get('p99'))} | {push.get('requests', 0):,} | {vote_attempts_per_minute(step):,.0f} "
-            f"| {res.get('machine_busy_pct', 0):.0f}% |"
+            f"| {fmt_ms(step.get('nginx', {}).get('p95'))} | {res.get('machine_busy_pct', 0):.0f}% "
+            f"| {burst.get('machine_busy_pct', 0):.0f}% "
+            f"| {burst.get('saturated_seconds', 0):.0f} |"
         )
     lines += ["", "## Charts", ""]
     titles = {
