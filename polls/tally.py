@@ -56,12 +56,34 @@ def tally_key(poll_id: int) -> str:
 
 def tally_from_record(poll: Poll) -> Tally:
     """Counts every ballot of `poll` in one aggregate query."""
-    choices = list(poll.choices.all())
-    # Summing `mask & bit` over the ballots gives (selections of that choice) × bit.
-    sums = {f"c{choice.id}": Sum(F("choice_mask").bitand(choice.bit)) for choice in choices}
-    row = Ballot.objects.filter(poll=poll).aggregate(total=Count("id"), **sums)
-    counts = {choice.id: int(row[f"c{choice.id}"] or 0) // choice.bit for choice in choices}
-    return Tally(counts=counts, total=row["total"], version=row["total"])
+    return tallies_from_record([poll])[poll.id]
+
+
+def tallies_from_record(polls: Sequence[Poll]) -> dict[int, Tally]:
+    """Counts every ballot of `polls` in one aggregate query grouped by poll (poll id -> tally).
+
+    One query for all of them, not one per poll: the reconciler reads every active poll twice
+    a run, and at a query per poll its run grew with their number (make soak: 0.3 to 1.3 s).
+    """
+    if not polls:
+        return {}
+    positions = range(1 + max((choice.position for poll in polls for choice in poll.choices.all()), default=0))
+    # Summing `mask & bit` over the ballots gives (selections of the choice at that position) × bit.
+    sums = {f"at{position}": Sum(F("choice_mask").bitand(1 << position)) for position in positions}
+    rows = (
+        Ballot.objects.filter(poll_id__in=[poll.id for poll in polls])
+        .values("poll_id")
+        .annotate(total=Count("id"), **sums)
+        .order_by()
+    )
+    by_poll = {row["poll_id"]: row for row in rows}
+    tallies = {}
+    for poll in polls:
+        row = by_poll.get(poll.id, {})
+        counts = {choice.id: int(row.get(f"at{choice.position}") or 0) // choice.bit for choice in poll.choices.all()}
+        total = row.get("total", 0)
+        tallies[poll.id] = Tally(counts=counts, total=total, version=total)
+    return tallies
 
 
 # Increments only a tally that exists: creating a partial one from a single ballot would
@@ -214,15 +236,16 @@ def tally_reconcile_many(polls: Sequence[Poll]) -> int:
     client = get_redis()
     if client is None or not polls:
         return 0
-    before = {poll.id: tally_from_record(poll) for poll in polls}
+    before = tallies_from_record(polls)
     time.sleep(SETTLE_SECONDS)
     pipeline = client.pipeline(transaction=False)
     for poll in polls:
         pipeline.hgetall(tally_key(poll.id))
     cached = dict(zip((poll.id for poll in polls), pipeline.execute(), strict=True))
+    record = tallies_from_record(polls)  # read after the tallies, as the comparison needs
     repaired = 0
     for poll in polls:
-        after = tally_from_record(poll)
+        after = record[poll.id]
         if not cached[poll.id]:
             repaired += _rebuild_missing(client, poll.id, after, quiet=before[poll.id] == after)
             continue

@@ -16,6 +16,7 @@ from polls.redis_client import get_redis
 from polls.tally import (
     CHANGED_KEY,
     STALE_KEY,
+    tallies_from_record,
     tally_from_record,
     tally_get,
     tally_key,
@@ -38,6 +39,28 @@ def make_poll(**kwargs):
 def vote(poll, voter, choice_index=0):
     choice = poll.choices.all()[choice_index]
     services.vote_cast(poll=poll, choice_ids=[choice.id], voter_key=voter, ip_address=None)
+
+
+def test_the_record_counts_many_polls_in_one_query(django_assert_num_queries):
+    fruit = make_poll(max_choices=2)
+    colours, _ = services.poll_create(question="Colour?", choices=[f"c{i}" for i in range(12)])
+    colours = selectors.poll_get(slug=colours.slug)
+    empty = make_poll()
+    apple, pear, plum = fruit.choices.all()
+    services.vote_cast(poll=fruit, choice_ids=[apple.id, plum.id], voter_key="a", ip_address=None)
+    services.vote_cast(poll=fruit, choice_ids=[plum.id], voter_key="b", ip_address=None)
+    last = colours.choices.all()[11]
+    for voter in ("a", "b", "c"):
+        services.vote_cast(poll=colours, choice_ids=[last.id], voter_key=voter, ip_address=None)
+
+    with django_assert_num_queries(1):
+        tallies = tallies_from_record([fruit, colours, empty])
+
+    assert tallies[fruit.id].counts == {apple.id: 1, pear.id: 0, plum.id: 2}
+    assert tallies[fruit.id].total == tallies[fruit.id].version == 2
+    assert tallies[colours.id].counts == {c.id: (3 if c == last else 0) for c in colours.choices.all()}
+    assert tallies[empty.id].total == 0 and set(tallies[empty.id].counts.values()) == {0}
+    assert tallies[colours.id] == tally_from_record(colours)
 
 
 @needs_redis
