@@ -226,7 +226,8 @@ def verdicts(meta: dict, steps: list[dict]) -> list[str]:
         served_100, served_2000 = (step.get("nginx", {}).get("p95") for step in (at_100, at_2000))
         if served_100 and served_2000:
             lines.append(
-                f"- The same p95 as nginx timed it (without the time requests waited in the load generator): "
+                f"- nginx's own p95 over the HTTP requests it finished in the same windows (its `$request_time`, "
+                f"without the time a request waited in the load generator or the listen queue): "
                 f"**{fmt_ms(served_2000)} ms** at 2,000 users vs **{fmt_ms(served_100)} ms** at 100: "
                 f"**{served_2000 / served_100:.2f}×**."
             )
