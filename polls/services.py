@@ -182,7 +182,7 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
     if ballot_id is None:
         raise AlreadyVoted()
     chosen_ids = [choice.id for choice in chosen]
-    transaction.on_commit(lambda: tally_record_ballot(poll_id=poll.id, choice_ids=chosen_ids))
+    transaction.on_commit(lambda: tally_record_ballot(poll_id=poll.id, ballot_id=ballot_id, choice_ids=chosen_ids))
     return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key)
 
 
@@ -266,8 +266,9 @@ def active_poll_ids(*, now: datetime | None = None) -> set[int]:
 def tallies_reconcile(*, now: datetime | None = None) -> int:
     """Makes the cached tallies of active and stale-marked polls equal the record.
 
-    Returns how many had drifted and were repaired. Safe to run at any time and in parallel:
-    a repair adds only the part of the drift that is certain (`tally_reconcile_many`).
+    Returns how many had drifted and were repaired. Safe to run at any time, votes flowing or not:
+    a repair adds exactly what the tally lacks, and a run started while another looks leaves the
+    tallies to it (`tally_reconcile_many`).
     """
     stale = tally_stale_poll_ids()
     polls = polls_with_choices(poll_ids=active_poll_ids(now=now) | stale)

@@ -94,13 +94,66 @@ def test_a_ballot_counted_while_the_reconciler_looks_is_not_counted_twice(monkey
     apple = poll.choices.all()[0]
     vote(poll, "in-flight")  # committed; its increment (run after the commit) has not reached Redis yet
 
+    ballot = Ballot.objects.get(poll=poll, voter_key="in-flight")
+
     def the_increment_lands_meanwhile(seconds):
-        tally_record_ballot(poll_id=poll.id, choice_ids=[apple.id])
+        tally_record_ballot(poll_id=poll.id, ballot_id=ballot.id, choice_ids=[apple.id])
 
     monkeypatch.setattr(tally.time, "sleep", the_increment_lands_meanwhile)
 
     assert tasks.reconcile_tallies() == 0
     assert tally_get(poll).counts == tally_from_record(poll).counts
+    assert tally_get(poll).total == 1
+
+
+@needs_redis
+def test_a_look_that_redis_lost_midway_repairs_nothing_and_the_next_run_does(monkeypatch):
+    poll = make_poll()
+    tally_get(poll)
+    vote(poll, "lost")  # in the record; its increment never reached Redis
+    redis = get_redis()
+
+    def redis_restarts_from_a_save_older_than_the_window(seconds):
+        redis.delete(tally.window_key(poll.id))
+
+    monkeypatch.setattr(tally.time, "sleep", redis_restarts_from_a_save_older_than_the_window)
+    assert tasks.reconcile_tallies() == 0
+    assert tally_get(poll).total == 0
+    assert redis.sismember(STALE_KEY, poll.id)  # looked at again by the next run, even once the poll is quiet
+
+    monkeypatch.undo()
+    assert tasks.reconcile_tallies() == 1
+    assert tally_get(poll).total == 1
+    assert not redis.sismember(STALE_KEY, poll.id)
+
+
+@needs_redis
+def test_a_tally_replaced_during_the_look_is_not_corrected_by_it(monkeypatch):
+    poll = make_poll()
+    tally_get(poll)
+    vote(poll, "lost")
+
+    def a_rebuild_replaces_the_tally(seconds):
+        get_redis().hincrby(tally_key(poll.id), "version", 1)  # a change the window did not see
+
+    monkeypatch.setattr(tally.time, "sleep", a_rebuild_replaces_the_tally)
+    assert tasks.reconcile_tallies() == 0
+    assert tally_get(poll).total == 0
+
+
+@needs_redis
+def test_reconcile_runs_one_at_a_time():
+    poll = make_poll()
+    tally_get(poll)
+    vote(poll, "lost")
+    running = get_redis().lock(tally.RECONCILE_LOCK_KEY, timeout=60)
+    assert running.acquire(blocking=False)
+
+    assert tasks.reconcile_tallies() == 0  # another run is looking: this one leaves the tallies alone
+    assert tally_get(poll).total == 0
+
+    running.release()
+    assert tasks.reconcile_tallies() == 1
     assert tally_get(poll).total == 1
 
 
