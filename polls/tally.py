@@ -39,8 +39,12 @@ logger = logging.getLogger(__name__)
 CHANGED_KEY = "tally:changed"
 STALE_KEY = "tally:stale"
 RECONCILE_LOCK_KEY = "tally:reconciling"
-# Far longer than a run (under a second); a run that dies holding the lock blocks the next few only.
-RECONCILE_LOCK_SECONDS = 60
+# A run takes about a second; one killed while holding the lock holds back the next runs this long
+# at most. Were a run ever slower, two could look at once and share the polls' windows: the second
+# opening restarts each window and the first closing deletes it, so at most one of them finds a
+# window that vouches for its own look (`_close_windows`); the other leaves those polls to the next
+# run. Neither repairs wrongly.
+RECONCILE_LOCK_SECONDS = 15
 # A window left open by a run that died stops collecting ballot ids after this long.
 WINDOW_SECONDS = RECONCILE_LOCK_SECONDS
 _WINDOW_OPEN = "open"  # a window's first element; ballot ids follow it
