@@ -36,7 +36,7 @@ import websocket  # websocket-client: blocking sockets, which gevent (Locust) ma
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadtest.stepstats import WS, Collector, append_record  # noqa: E402
+from loadtest.stepstats import WS, Collector, append_record, window_start  # noqa: E402
 
 # The master drops a worker after this many missed 1 s heartbeats (Locust's default: 3). On a
 # 2-core machine shared with the stack, a worker busy spawning users can miss 3 in a row.
@@ -515,6 +515,7 @@ class StepPlan:
     measure_seconds: float
     settle_seconds: float
     spawn_rate: float
+    align_to_rounds: bool
 
     @classmethod
     def from_env(cls) -> "StepPlan":
@@ -523,6 +524,7 @@ class StepPlan:
             measure_seconds=float(os.environ.get("LOADTEST_STEP_SECONDS", "60")),
             settle_seconds=float(os.environ.get("LOADTEST_SETTLE_SECONDS", "10")),
             spawn_rate=float(os.environ.get("LOADTEST_SPAWN_RATE", "100")),
+            align_to_rounds=os.environ.get("LOADTEST_ALIGN_TO_ROUNDS", "1") == "1",
         )
 
 
@@ -530,8 +532,9 @@ class SteppedLoad(LoadTestShape):
     """Steps the users up; at each step: reach the count, settle, measure a window, record it.
 
     Runs on the master. The window starts after the settle time, which is longer than the
-    workers' report interval (3 s), so no request of the ramp leaks into it. Equal steps in a row
-    (`make soak`: the same users for many windows) follow each other with no ramp and no gap.
+    workers' report interval (3 s), so no request of the ramp leaks into it, and then at the start
+    of the next question round (`window_start`). Equal steps in a row (`make soak`: the same users
+    for many windows) follow each other with no ramp and no gap.
     """
 
     def __init__(self) -> None:
@@ -541,6 +544,7 @@ class SteppedLoad(LoadTestShape):
         self.phase = "ramp"
         self.since = time.monotonic()
         self.window_started_at = 0.0
+        self.measure_from = 0.0
         self.ramp_from = 0
 
     def tick(self):
@@ -551,6 +555,10 @@ class SteppedLoad(LoadTestShape):
         if self.phase == "ramp" and (self.reached(users) or now - self.since > self.ramp_timeout(users)):
             self.phase, self.since = "settle", now
         elif self.phase == "settle" and now - self.since >= self.plan.settle_seconds:
+            self.phase = "wait for the round"
+            aligned = self.plan.align_to_rounds
+            self.measure_from = window_start(time.time(), round_seconds=ROUND_SECONDS, aligned=aligned)
+        if self.phase == "wait for the round" and time.time() >= self.measure_from:
             COLLECTOR.reset()
             self.phase, self.since, self.window_started_at = "measure", now, time.time()
         elif self.phase == "measure" and now - self.since >= self.plan.measure_seconds:

@@ -54,6 +54,7 @@ class Options:
     mix: str = "voter=70,api=10,viewer=19,creator=1"
     wait_scale: float = 1.0
     round_seconds: float = 60
+    align_to_rounds: bool = True  # each measured window starts with a question round (locustfile.window_start)
     polls: int = 10
     ceiling_seconds: float = 10
     locust_processes: int = 2
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--mix", default=defaults.mix, help="user weights: voter, api, viewer, creator")
     parser.add_argument("--wait-scale", type=float, default=defaults.wait_scale, help="multiplies think times")
     parser.add_argument("--round-seconds", type=float, default=defaults.round_seconds, help="a question every …")
+    parser.add_argument(
+        "--no-align-to-rounds", dest="align_to_rounds", action="store_false", help="measure from any moment of a round"
+    )
     parser.add_argument("--polls", type=int, default=defaults.polls, help="polls seeded before the load")
     parser.add_argument("--ceiling-seconds", type=float, default=defaults.ceiling_seconds, help="0 skips it")
     parser.add_argument("--locust-processes", type=int, default=defaults.locust_processes)
@@ -98,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         mix=args.mix,
         wait_scale=args.wait_scale,
         round_seconds=args.round_seconds,
+        align_to_rounds=args.align_to_rounds,
         polls=args.polls,
         ceiling_seconds=args.ceiling_seconds,
         locust_processes=args.locust_processes,
@@ -217,6 +222,7 @@ def run_locust(base_url: str, options: Options, run_dir: Path, sampler: Sampler,
         "LOADTEST_SPAWN_RATE": str(options.spawn_rate),
         "LOADTEST_WAIT_SCALE": str(options.wait_scale),
         "LOADTEST_ROUND_SECONDS": str(options.round_seconds),
+        "LOADTEST_ALIGN_TO_ROUNDS": "1" if options.align_to_rounds else "0",
     }
     command = [
         str(LOCUST), "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless", "--host", base_url,

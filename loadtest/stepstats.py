@@ -15,6 +15,22 @@ from dataclasses import dataclass, field
 WS = "WS"
 
 
+def window_start(now: float, *, round_seconds: float, aligned: bool) -> float:
+    """When a step's measured window starts: at once, or at the start of a question round.
+
+    The voters act on rounds (`until_the_next_question`): nothing for 2 s after a question, then
+    a burst, then quiet. A window that starts with a round holds whole bursts, every step alike,
+    and its edges fall in quiet time. Started at any moment, a 60 s window could hold the end of
+    one burst and the start of the next (make loadtest at 2,000 users: 60% busy in its first second,
+    78% in its last), so what a step measured depended on where its window fell. A round that
+    began under a second ago still counts: its burst has not started.
+    """
+    if not aligned:
+        return now
+    this_round = now // round_seconds * round_seconds
+    return this_round if now - this_round < 1.0 else this_round + round_seconds
+
+
 def bucket_of(milliseconds: float) -> float:
     """0.1 ms resolution below 100 ms, 1 ms above: a few thousand buckets at most."""
     if milliseconds < 100:

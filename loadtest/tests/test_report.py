@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 
 from loadtest.report import busiest_window, nginx_request_times, percentiles, resources, saturation
+from loadtest.stepstats import window_start
 
 START = 1_000_000.0
 
@@ -54,17 +55,30 @@ def test_a_step_shorter_than_the_window_has_no_busiest_window():
 
 
 def test_nginx_times_come_from_its_access_log_without_websockets_or_the_ceiling(tmp_path):
-    # Lines as deploy/nginx/crowdtick.conf.template's crowdtick_masked format writes them.
+    # Lines as deploy/nginx/crowdtick.conf.template's crowdtick_masked format writes them, $msec last.
     log = tmp_path / "nginx-access.log"
+    noon = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
     log.write_text(
-        '127.0.0.1 - - [29/Nov/2026:12:00:00 +0000] "GET /p/abc/ HTTP/1.1" 200 5120 "-" "locust" 0.012\n'
+        '127.0.0.1 - - [29/Nov/2026:12:00:00 +0000] "GET /p/abc/ HTTP/1.1" 200 5120 '
+        f'"-" "locust" 0.012 {noon + 0.25:.3f}\n'
         '127.0.0.1 - - [29/Nov/2026:12:00:01 +0000] "POST /p/abc/vote/ HTTP/1.1" 200 900 '
-        '"http://127.0.0.1/p/abc/" "locust" 0.101\n'
-        '127.0.0.1 - - [29/Nov/2026:12:00:01 +0000] "GET /ws/polls/abc/ HTTP/1.1" 101 300 "-" "locust" 95.000\n'
-        '127.0.0.1 - - [29/Nov/2026:12:00:02 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "wrk" 0.001\n'
+        f'"http://127.0.0.1/p/abc/" "Phone 1.5 (a number in it)" 0.101 {noon + 1.875:.3f}\n'
+        '127.0.0.1 - - [29/Nov/2026:12:00:01 +0000] "GET /ws/polls/abc/ HTTP/1.1" 101 300 '
+        f'"-" "locust" 95.000 {noon + 1:.3f}\n'
+        f'127.0.0.1 - - [29/Nov/2026:12:00:02 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "wrk" 0.001 {noon + 2:.3f}\n'
+        # A line of a run from before $msec was logged: the whole second is all there is.
+        '127.0.0.1 - - [29/Nov/2026:12:00:03 +0000] "GET /p/abc/results/ HTTP/1.1" 200 800 "-" "locust" 0.004\n'
     )
     times = nginx_request_times(log)
-    noon = datetime(2026, 11, 29, 12, tzinfo=UTC).timestamp()
-    assert times == [(noon, 12.0), (noon + 1, 101.0)]
-    assert percentiles([ms for _, ms in times]) == {"p50": 101.0, "p95": 101.0, "p99": 101.0}
+    assert times == [(noon + 0.25, 12.0), (noon + 1.875, 101.0), (noon + 3, 4.0)]
+    assert percentiles([ms for _, ms in times]) == {"p50": 12.0, "p95": 101.0, "p99": 101.0}
     assert nginx_request_times(tmp_path / "missing.log") == []
+
+
+def test_a_step_window_starts_with_a_question_round():
+    # Rounds of 60 s: a round that began under a second ago still counts (its burst starts 2 s in).
+    assert window_start(1200.4, round_seconds=60, aligned=True) == 1200
+    assert window_start(1201.5, round_seconds=60, aligned=True) == 1260
+    assert window_start(1259.9, round_seconds=60, aligned=True) == 1260
+    assert window_start(1201.5, round_seconds=30, aligned=True) == 1230
+    assert window_start(1201.5, round_seconds=60, aligned=False) == 1201.5

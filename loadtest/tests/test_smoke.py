@@ -38,6 +38,7 @@ def test_200_users_vote_watch_and_create_with_few_errors_and_every_acknowledged_
         settle_seconds=5,
         spawn_rate=50,
         wait_scale=0.5,  # people read and wait half as long, so 45 s see a few hundred votes
+        align_to_rounds=False,  # no wait for the next round: the smoke stays short
         polls=4,
         ceiling_seconds=0,
         run_dir=tmp_path / "run",
