@@ -48,6 +48,7 @@ def load(run_dir: Path) -> tuple[dict, list[dict], list[dict]]:
     for step in steps:
         step["resources"] = resources(samples, step["started_at"], step["ended_at"])
         step["burst"] = busiest_window(samples, step["started_at"], step["ended_at"])
+        step["peak_second"] = busiest_window(samples, step["started_at"], step["ended_at"], seconds=1)
         step["nginx"] = percentiles([ms for t, ms in served if step["started_at"] <= t < step["ended_at"]])
     if meta.get("ceiling"):
         meta["ceiling"]["resources"] = resources(samples, meta["ceiling"]["started_at"], meta["ceiling"]["ended_at"])
@@ -186,9 +187,16 @@ def saturation(step: dict) -> str:
     elif pegged:
         text = "one process's core: " + text
     else:
-        text = "not the CPU: " + text
+        text = "nothing the sampler sees ran out: " + text
     if pegged:
         text += "; " + "; ".join(pegged)
+    if peak := step.get("peak_second"):
+        # A question's burst lasts about 15 s: even 10 s average its peak away.
+        role, entry = max(peak["roles"].items(), key=lambda item: item[1]["hottest"])
+        text += (
+            f"; its busiest second {peak['machine_busy_pct']:.0f}% busy, the hottest process in it "
+            f"{role} at {entry['hottest']:.2f} of a core"
+        )
     if "saturated_seconds" in res:
         text += (
             f"; over the whole step it was {BUSY_SHARE:.0%} busy or more for {res['saturated_seconds']:.0f} of "

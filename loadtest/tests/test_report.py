@@ -47,7 +47,10 @@ def test_a_steady_step_has_no_saturated_seconds():
     burst = busiest_window(samples, START, START + 60)
     assert round(burst["machine_busy_pct"]) == 30
     assert burst["saturated_seconds"] == 0
-    assert saturation({"resources": burst, "burst": burst}).startswith("not the CPU")
+    peak = busiest_window(samples, START, START + 60, seconds=1)
+    text = saturation({"resources": burst, "burst": burst, "peak_second": peak})
+    assert text.startswith("nothing the sampler sees ran out: in the step's busiest 10 s the machine was 30% busy")
+    assert "its busiest second 30% busy, the hottest process in it gunicorn (HTTP) at 0.30 of a core" in text
 
 
 def test_a_step_shorter_than_the_window_has_no_busiest_window():
