@@ -54,7 +54,7 @@ class Options:
     mix: str = "voter=70,api=10,viewer=19,creator=1"
     wait_scale: float = 1.0
     round_seconds: float = 60
-    align_to_rounds: bool = True  # each measured window starts with a question round (locustfile.window_start)
+    align_to_rounds: bool = True  # each measured window starts with a question round (stepstats.window_start)
     polls: int = 10
     ceiling_seconds: float = 10
     locust_processes: int = 2
