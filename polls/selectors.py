@@ -14,7 +14,8 @@ from django.utils import timezone
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
 from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
 from polls.poll_cache import poll_cached, poll_cached_with_hash
-from polls.tally import Tally, tally_get, tally_key
+from polls.tallies.counts import Tally, tally_get
+from polls.tallies.keys import tally_key
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_get
 
 # Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
@@ -113,6 +114,12 @@ def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[
     """Polls whose opening time or deadline fell in (start, end]: their state changed with no vote."""
     window = Q(closes_at__gt=start, closes_at__lte=end) | Q(opens_at__gt=start, opens_at__lte=end)
     return set(Poll.objects.filter(window).values_list("id", flat=True))
+
+
+def poll_ids_with_ballots_since(*, since: datetime) -> set[int]:
+    """Polls that took a ballot stamped at `since` or later: one range scan of the ballots' BRIN
+    index on their time, so its cost follows the recent votes, not the number of polls."""
+    return set(Ballot.objects.filter(submitted_at__gte=since).values_list("poll_id", flat=True).distinct())
 
 
 def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | None"]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -29,7 +28,6 @@ from polls.models import (
     MAX_CHOICES,
     MIN_CHOICES,
     VOTER_KEY_MAX_LENGTH,
-    Ballot,
     Choice,
     Poll,
     hash_owner_token,
@@ -39,20 +37,17 @@ from polls.selectors import (
     ballots_csv_lines,
     poll_export_status,
     poll_ids_opened_or_closed_between,
-    polls_with_choices,
+    poll_ids_with_ballots_since,
 )
-from polls.tally import (
-    tally_discard,
-    tally_mark_changed,
-    tally_reconcile_many,
-    tally_record_ballot,
-    tally_stale_poll_ids,
-)
-from polls.vote_minutes import minute_counts_refresh
+from polls.tallies.changes import tally_mark_changed
+from polls.tallies.counts import tally_discard, tally_record_ballot
+from polls.tallies.reconcile import tallies_reconcile_changed
+from polls.vote_minutes import COMMIT_SLACK, minute_counts_refresh
 
-# Polls that took a ballot this recently are "active": their tallies are reconciled and their
-# per-minute counts refreshed. Longer than any outage of the beat worth riding out.
-ACTIVE_POLL_WINDOW = timedelta(minutes=15)
+# The per-minute counts of a poll are refreshed while it took a ballot this recently: long enough
+# for its last minute to end and be stored (a minute, the commit slack, a few missed beat ticks).
+# Later, readers count what was not stored from the record: exact, and only the few newest rows.
+VOTE_MINUTES_LOOKBACK = timedelta(minutes=3) + COMMIT_SLACK
 # How far back the deadline announcer looks when it has no checkpoint (first run, Redis flushed).
 DEADLINE_CATCH_UP = timedelta(minutes=10)
 DEADLINES_CHECKPOINT_KEY = "deadlines:announced_until"
@@ -256,26 +251,15 @@ def poll_delete(*, poll: Poll) -> None:
     tally_discard(poll_ids={poll_id})
 
 
-def active_poll_ids(*, now: datetime | None = None) -> set[int]:
-    """Polls that took a ballot within `ACTIVE_POLL_WINDOW` (one index probe per poll)."""
-    since = (now or timezone.now()) - ACTIVE_POLL_WINDOW
-    recent = Ballot.objects.filter(poll=OuterRef("pk"), submitted_at__gte=since)
-    return set(Poll.objects.filter(Exists(recent)).values_list("id", flat=True))
-
-
 def tallies_reconcile(*, now: datetime | None = None) -> int:
-    """Makes the cached tallies of active and stale-marked polls equal the record.
+    """Makes the cached tallies of the polls that took a ballot since the last run, and of the polls
+    marked stale, equal the record; polls without recent activity are not touched.
 
     Returns how many had drifted and were repaired. Safe to run at any time, votes flowing or not:
     a repair adds exactly what the tally lacks, and a run started while another looks leaves the
-    tallies to it (`tally_reconcile_many`).
+    tallies to it (`polls.tallies.reconcile`).
     """
-    stale = tally_stale_poll_ids()
-    polls = polls_with_choices(poll_ids=active_poll_ids(now=now) | stale)
-    found = {poll.id for poll in polls}
-    # A stale mark of a poll deleted since must not stay in the set forever.
-    tally_discard(poll_ids=stale - found)
-    return tally_reconcile_many(polls)
+    return tallies_reconcile_changed(now=now)
 
 
 def poll_deadlines_announce(*, now: datetime | None = None) -> int:
@@ -300,8 +284,9 @@ def poll_deadlines_announce(*, now: datetime | None = None) -> int:
 
 
 def vote_minutes_refresh(*, now: datetime | None = None) -> int:
-    """Stores the per-minute vote counts of every active poll; returns how many polls."""
-    poll_ids = active_poll_ids(now=now)
+    """Stores the per-minute vote counts of every poll that took a ballot lately; returns how many polls."""
+    now = now or timezone.now()
+    poll_ids = poll_ids_with_ballots_since(since=now - VOTE_MINUTES_LOOKBACK)
     for poll_id in poll_ids:
         minute_counts_refresh(poll_id=poll_id, now=now)
     return len(poll_ids)

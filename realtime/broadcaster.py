@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from polls import selectors
-from polls.tally import tally_mark_changed, tally_pop_changed
+from polls.tallies.changes import tally_mark_changed, tally_pop_changed
 from realtime.live import Audience, LiveView, audience_group, live_views
 
 logger = logging.getLogger(__name__)

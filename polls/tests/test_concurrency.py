@@ -19,10 +19,12 @@ from django.conf import settings
 from django.db import connection, connections
 
 from crowdtick.celery import app as celery_app
-from polls import selectors, services, tally, tasks
+from polls import selectors, services, tasks
 from polls.models import Ballot
 from polls.redis_client import get_redis
-from polls.tally import STALE_KEY, tally_from_record, tally_get, tally_key
+from polls.tallies import reconcile
+from polls.tallies.counts import tally_from_record, tally_get
+from polls.tallies.keys import STALE_KEY, tally_key
 
 ROOT = Path(__file__).resolve().parents[2]
 services_configured = bool(connection.vendor == "postgresql" and settings.REDIS_URL)
@@ -283,7 +285,7 @@ def test_a_tally_that_lost_votes_is_exact_after_one_reconcile_run_while_votes_ke
     def votes_arrive_while_the_reconciler_looks(seconds):
         in_threads(cast, range(6, 10), threads=2)  # committed and counted in Redis meanwhile
 
-    monkeypatch.setattr(tally.time, "sleep", votes_arrive_while_the_reconciler_looks)
+    monkeypatch.setattr(reconcile.time, "sleep", votes_arrive_while_the_reconciler_looks)
     assert services.tallies_reconcile() == 1
 
     assert redis_counts(poll) == record_counts(poll)

@@ -9,20 +9,14 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from polls import exports, selectors, services, tally, tasks
+from polls import exports, selectors, services, tasks
 from polls.exports import poll_export_file
 from polls.models import Ballot
 from polls.redis_client import get_redis
-from polls.tally import (
-    CHANGED_KEY,
-    STALE_KEY,
-    tallies_from_record,
-    tally_from_record,
-    tally_get,
-    tally_key,
-    tally_pop_changed,
-    tally_record_ballot,
-)
+from polls.tallies import reconcile
+from polls.tallies.changes import tally_pop_changed
+from polls.tallies.counts import tallies_from_record, tally_from_record, tally_get, tally_record_ballot
+from polls.tallies.keys import CHANGED_KEY, RECONCILE_LOCK_KEY, STALE_KEY, tally_key, window_key
 from polls.vote_minutes import minute_counts_get
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +93,7 @@ def test_a_ballot_counted_while_the_reconciler_looks_is_not_counted_twice(monkey
     def the_increment_lands_meanwhile(seconds):
         tally_record_ballot(poll_id=poll.id, ballot_id=ballot.id, choice_ids=[apple.id])
 
-    monkeypatch.setattr(tally.time, "sleep", the_increment_lands_meanwhile)
+    monkeypatch.setattr(reconcile.time, "sleep", the_increment_lands_meanwhile)
 
     assert tasks.reconcile_tallies() == 0
     assert tally_get(poll).counts == tally_from_record(poll).counts
@@ -114,9 +108,9 @@ def test_a_look_that_redis_lost_midway_repairs_nothing_and_the_next_run_does(mon
     redis = get_redis()
 
     def redis_restarts_from_a_save_older_than_the_window(seconds):
-        redis.delete(tally.window_key(poll.id))
+        redis.delete(window_key(poll.id))
 
-    monkeypatch.setattr(tally.time, "sleep", redis_restarts_from_a_save_older_than_the_window)
+    monkeypatch.setattr(reconcile.time, "sleep", redis_restarts_from_a_save_older_than_the_window)
     assert tasks.reconcile_tallies() == 0
     assert tally_get(poll).total == 0
     assert redis.sismember(STALE_KEY, poll.id)  # looked at again by the next run, even once the poll is quiet
@@ -136,7 +130,7 @@ def test_a_tally_replaced_during_the_look_is_not_corrected_by_it(monkeypatch):
     def a_rebuild_replaces_the_tally(seconds):
         get_redis().hincrby(tally_key(poll.id), "version", 1)  # a change the window did not see
 
-    monkeypatch.setattr(tally.time, "sleep", a_rebuild_replaces_the_tally)
+    monkeypatch.setattr(reconcile.time, "sleep", a_rebuild_replaces_the_tally)
     assert tasks.reconcile_tallies() == 0
     assert tally_get(poll).total == 0
 
@@ -146,7 +140,7 @@ def test_reconcile_runs_one_at_a_time():
     poll = make_poll()
     tally_get(poll)
     vote(poll, "lost")
-    running = get_redis().lock(tally.RECONCILE_LOCK_KEY, timeout=60)
+    running = get_redis().lock(RECONCILE_LOCK_KEY, timeout=60)
     assert running.acquire(blocking=False)
 
     assert tasks.reconcile_tallies() == 0  # another run is looking: this one leaves the tallies alone
@@ -294,16 +288,139 @@ def test_votes_per_minute_count_each_minute_of_the_last_hour():
 def test_the_refresh_task_stores_each_finished_minute_exactly_once_however_often_it_runs():
     poll = make_poll()
     now = timezone.now()
-    three_minutes_ago = now.replace(second=0, microsecond=0) - timedelta(minutes=3)
+    finished_minute = now.replace(second=0, microsecond=0) - timedelta(minutes=2)  # a finished minute
     for i in range(3):
-        vote_at(poll, f"v{i}", three_minutes_ago + timedelta(seconds=i))
+        vote_at(poll, f"v{i}", finished_minute + timedelta(seconds=i))
 
     assert tasks.refresh_vote_minutes() == 1
     tasks.refresh_vote_minutes()
     stored = get_redis().hgetall(f"minutes:{poll.id}")
-    assert stored == {str(int(three_minutes_ago.timestamp())): "3"}
+    assert stored == {str(int(finished_minute.timestamp())): "3"}
 
     vote_at(poll, "late", now)
     by_minute = dict(selectors.poll_votes_per_minute(poll=poll))
-    assert by_minute[three_minutes_ago] == 3
+    assert by_minute[finished_minute] == 3
     assert by_minute[now.replace(second=0, microsecond=0)] == 1
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_the_refresh_task_touches_no_poll_without_recent_votes():
+    quiet, busy = make_poll(), make_poll()
+    vote_at(quiet, "long-ago", timezone.now() - timedelta(minutes=30))
+    vote_at(busy, "just-now", timezone.now())
+
+    assert tasks.refresh_vote_minutes() == 1
+    assert get_redis().exists(f"minutes:{busy.id}:until")
+    assert not get_redis().exists(f"minutes:{quiet.id}:until")
+    # The quiet poll's chart is still exact: its reader counts it from the record.
+    assert sum(votes for _, votes in selectors.poll_votes_per_minute(poll=quiet)) == 1
+
+
+# --- which polls a reconcile run looks at, and what a failure costs ------------------------------
+
+
+@needs_redis
+def test_a_tally_that_appears_while_the_reconciler_looks_does_not_crash_the_run(monkeypatch):
+    poll = make_poll()
+    vote(poll, "first")  # no tally yet: its increment marked the poll stale instead
+
+    def a_reader_builds_the_tally_meanwhile(seconds):
+        tally_get(poll)
+
+    monkeypatch.setattr(reconcile.time, "sleep", a_reader_builds_the_tally_meanwhile)
+    tasks.reconcile_tallies()  # used to raise KeyError: 'version'
+    monkeypatch.undo()
+
+    tasks.reconcile_tallies()
+    assert tally_get(poll).counts == tally_from_record(poll).counts
+    assert not get_redis().sismember(STALE_KEY, poll.id)
+
+
+@needs_redis
+def test_a_tally_that_disappears_while_the_reconciler_looks_is_rebuilt_by_the_next_run(monkeypatch):
+    poll = make_poll()
+    tally_get(poll)
+    vote(poll, "counted")
+
+    def redis_loses_the_tally_meanwhile(seconds):
+        get_redis().delete(tally_key(poll.id))
+
+    monkeypatch.setattr(reconcile.time, "sleep", redis_loses_the_tally_meanwhile)
+    assert tasks.reconcile_tallies() == 0
+    assert get_redis().sismember(STALE_KEY, poll.id)
+    monkeypatch.undo()
+
+    tasks.reconcile_tallies()
+    assert get_redis().hget(tally_key(poll.id), "total") == "1"
+
+
+@needs_redis
+def test_a_poll_whose_repair_fails_is_marked_stale_and_the_others_are_still_repaired(monkeypatch):
+    broken, fine = make_poll(), make_poll()
+    for poll in (broken, fine):
+        tally_get(poll)
+        get_redis().hincrby(tally_key(poll.id), "total", 7)  # drift on both
+        vote(poll, "v")
+    repair_one = reconcile._repair_one
+
+    def fails_for_one_poll(client, poll, *args):
+        if poll.id == broken.id:
+            raise RuntimeError("a bug in one poll's repair")
+        return repair_one(client, poll, *args)
+
+    monkeypatch.setattr(reconcile, "_repair_one", fails_for_one_poll)
+    assert tasks.reconcile_tallies() == 1
+    assert tally_get(fine).total == 1
+    assert get_redis().sismember(STALE_KEY, broken.id)
+
+    monkeypatch.undo()
+    assert tasks.reconcile_tallies() == 1  # the stale mark brings it back, though it took no new vote
+    assert tally_get(broken).total == 1
+
+
+@needs_redis
+def test_reconcile_touches_no_poll_without_a_ballot_since_the_last_run():
+    quiet, busy = make_poll(), make_poll()
+    for poll in (quiet, busy):
+        vote(poll, "long-ago")
+        Ballot.objects.filter(poll=poll).update(submitted_at=timezone.now() - timedelta(hours=1))
+        tally_get(poll)
+        get_redis().srem(STALE_KEY, poll.id)
+        get_redis().hincrby(tally_key(poll.id), "total", 5)  # drift that only a look would repair
+    vote(busy, "now")
+    now = timezone.now()
+
+    assert services.tallies_reconcile(now=now) == 1
+    assert tally_get(busy).total == 2
+    assert tally_get(quiet).total == 6  # never looked at: nothing of it was read or written
+
+    # A run looks back to where the last one began (less the commit slack), then never again.
+    services.tallies_reconcile(now=now + timedelta(minutes=1))
+    get_redis().hincrby(tally_key(busy.id), "total", 5)
+    assert services.tallies_reconcile(now=now + timedelta(minutes=2)) == 0
+    vote_at(busy, "later", now + timedelta(minutes=2))
+    assert services.tallies_reconcile(now=now + timedelta(minutes=3)) == 1
+    assert tally_get(busy).total == 3
+
+
+@needs_redis
+def test_reconcile_works_through_many_changed_polls_in_bounded_batches(monkeypatch, django_assert_max_num_queries):
+    monkeypatch.setattr(reconcile, "BATCH_SIZE", 2)
+    polls = [make_poll() for _ in range(5)]
+    for poll in polls:
+        tally_get(poll)
+        get_redis().srem(STALE_KEY, poll.id)
+        vote(poll, "v")
+        get_redis().hincrby(tally_key(poll.id), "total", 3)
+    looked_at = []
+    reconcile_batch = reconcile._reconcile
+
+    def spy(client, batch):
+        looked_at.append(len(batch))
+        return reconcile_batch(client, batch)
+
+    monkeypatch.setattr(reconcile, "_reconcile", spy)
+    assert tasks.reconcile_tallies() == 5
+    assert looked_at == [2, 2, 1]
+    assert [tally_get(poll).total for poll in polls] == [1] * 5

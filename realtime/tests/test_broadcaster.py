@@ -9,7 +9,9 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from polls.redis_client import get_redis
-from polls.tally import tally_key, tally_mark_changed, tally_reconcile
+from polls.tallies.changes import tally_mark_changed
+from polls.tallies.keys import tally_key
+from polls.tallies.reconcile import tally_reconcile_many
 from realtime.broadcaster import Broadcaster
 from realtime.live import Audience
 from realtime.tests.helpers import connect, make_poll, version_of, vote
@@ -71,7 +73,7 @@ def test_it_never_pushes_a_version_lower_than_one_already_pushed():
         tally_mark_changed(poll_id=poll.id)
 
     def the_reconciler_repairs_it_then_a_vote():
-        assert tally_reconcile(poll)
+        assert tally_reconcile_many([poll]) == 1
         vote(poll)
 
     (_, first), (_, after_loss), (_, after_repair) = _watch(

@@ -1,0 +1,222 @@
+"""Reading a poll's tally, counting a committed ballot in it, and rebuilding a missing one."""
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+from django.db.models import Count, F, Sum
+from redis.commands.core import Script
+
+from polls.models import Ballot, Poll
+from polls.redis_client import get_redis
+from polls.tallies.changes import embedded_changes
+from polls.tallies.keys import CHANGED_KEY, STALE_KEY, tally_key, window_key
+
+logger = logging.getLogger(__name__)
+
+# Seconds a tally computed from the record is reused in-process while Redis is down.
+FALLBACK_CACHE_SECONDS = 1.0
+FALLBACK_CACHE_POLLS = 4096
+
+
+@dataclass(frozen=True)
+class Tally:
+    counts: dict[int, int]  # choice id -> selections
+    total: int
+    version: int
+
+
+def tally_from_record(poll: Poll) -> Tally:
+    """Counts every ballot of `poll` in one aggregate query."""
+    return tallies_from_record([poll])[poll.id]
+
+
+def tallies_from_record(polls: Sequence[Poll], *, ballot_ids: Sequence[int] | None = None) -> dict[int, Tally]:
+    """Counts every ballot of `polls` (or only those of `ballot_ids`) in one aggregate query grouped
+    by poll (poll id -> tally).
+
+    One query for all of them, not one per poll: the reconciler and the broadcaster read many polls
+    at a time, and at a query per poll their cost grew with the number of polls.
+    """
+    if not polls:
+        return {}
+    positions = range(1 + max((choice.position for poll in polls for choice in poll.choices.all()), default=0))
+    # Summing `mask & bit` over the ballots gives (selections of the choice at that position) × bit.
+    sums = {f"at{position}": Sum(F("choice_mask").bitand(1 << position)) for position in positions}
+    ballots = Ballot.objects.filter(poll_id__in=[poll.id for poll in polls])
+    if ballot_ids is not None:
+        ballots = ballots.filter(id__in=ballot_ids)
+    rows = ballots.values("poll_id").annotate(total=Count("id"), **sums).order_by()
+    by_poll = {row["poll_id"]: row for row in rows}
+    tallies = {}
+    for poll in polls:
+        row = by_poll.get(poll.id, {})
+        counts = {choice.id: int(row.get(f"at{choice.position}") or 0) // choice.bit for choice in poll.choices.all()}
+        total = row.get("total", 0)
+        tallies[poll.id] = Tally(counts=counts, total=total, version=total)
+    return tallies
+
+
+# Increments only a tally that exists: creating a partial one from a single ballot would
+# show wrong counts. When it is missing the poll is marked stale instead, so the reconciler
+# rebuilds it even if a concurrent rebuild read the record before this ballot committed.
+# While the reconciler looks at the poll (its window exists), the counted ballot's id goes there.
+# KEYS: tally, changed set, stale set, window. ARGV: poll id, ballot id, then the choice ids.
+_RECORD_BALLOT = """
+redis.call('SADD', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return 0
+end
+for i = 3, #ARGV do
+  redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[i], 1)
+end
+redis.call('HINCRBY', KEYS[1], 'total', 1)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RPUSH', KEYS[4], ARGV[2])
+end
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+
+# Stores a tally rebuilt from the record only where there is none, so a rebuild never overwrites
+# an increment (or another rebuild) that got there first. ARGV: the hash's field/value pairs.
+_STORE_IF_ABSENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# Adds the reconciler's corrections to a tally that exists (a missing one is rebuilt instead) and
+# moves its version forward by ARGV[1]. ARGV: the version step, then field/amount pairs.
+_ADD_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+return redis.call('HINCRBY', KEYS[1], 'version', ARGV[1])
+"""
+
+_fallback_cache: dict[int, tuple[float, Tally]] = {}
+
+
+def tally_record_ballot(*, poll_id: int, ballot_id: int, choice_ids: list[int]) -> None:
+    """Counts one committed ballot in the cached tally and marks the poll changed.
+
+    Runs after the ballot's commit. A Redis failure is logged and swallowed: the vote is
+    already in the record, and the reconciler repairs the tally when Redis is back.
+    """
+    client = get_redis()
+    if client is None:
+        embedded_changes.add(poll_id)
+        return
+    try:
+        keys = [tally_key(poll_id), CHANGED_KEY, STALE_KEY, window_key(poll_id)]
+        scripts(client).record_ballot(keys=keys, args=[poll_id, ballot_id, *choice_ids])
+    except redis.RedisError:
+        logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll_id)
+
+
+def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
+    """The poll's tally: from Redis, rebuilt from the record on a miss, or from the record alone.
+
+    `cached` is the tally's hash when the caller already read it from Redis (the poll cache reads
+    it in the same round trip as the poll).
+    """
+    if cached:
+        return tally_from_hash(cached)
+    return tallies_get([poll])[poll.id]
+
+
+def tallies_get(polls: Sequence[Poll]) -> dict[int, Tally]:
+    """The tallies of `polls` (poll id -> tally) in one Redis round trip; those missing are rebuilt
+    from the record in one query and stored."""
+    client = get_redis()
+    if client is None:
+        return tallies_from_record(polls)
+    try:
+        pipeline = client.pipeline(transaction=False)
+        for poll in polls:
+            pipeline.hgetall(tally_key(poll.id))
+        hashes = pipeline.execute()
+        tallies = {poll.id: tally_from_hash(found) for poll, found in zip(polls, hashes, strict=True) if found}
+        missing = [poll for poll in polls if poll.id not in tallies]
+        if missing:
+            tallies |= _rebuild(client, missing)
+        return tallies
+    except redis.RedisError:
+        return _tallies_from_record_cached(polls)
+
+
+def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
+    rebuilt = tallies_from_record(polls)
+    for poll_id, tally in rebuilt.items():
+        tally_store_if_absent(client, poll_id, tally)
+    # A ballot committed before the read above but counted in Redis after the store would be
+    # counted twice: have the reconciler check these polls once that moment has passed.
+    client.sadd(STALE_KEY, *rebuilt)
+    return rebuilt
+
+
+def tally_discard(*, poll_ids: set[int]) -> None:
+    """Forgets the cached tallies and stale marks of polls that no longer exist."""
+    client = get_redis()
+    if client is None or not poll_ids:
+        return
+    try:
+        client.delete(*(tally_key(poll_id) for poll_id in poll_ids))
+        client.srem(STALE_KEY, *poll_ids)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: tallies of deleted polls %s left to expire", sorted(poll_ids))
+
+
+def tally_store_if_absent(client: redis.Redis, poll_id: int, tally: Tally) -> bool:
+    """Stores a tally rebuilt from the record, unless one exists (it may hold newer increments)."""
+    fields: list[str | int] = ["version", tally.version, "total", tally.total]
+    for choice_id, votes in tally.counts.items():
+        fields += [f"c:{choice_id}", votes]
+    return bool(scripts(client).store_if_absent(keys=[tally_key(poll_id)], args=fields))
+
+
+@dataclass(frozen=True)
+class Scripts:
+    record_ballot: Script
+    store_if_absent: Script
+    add_if_exists: Script
+
+
+@cache
+def scripts(client: redis.Redis) -> Scripts:
+    """The Lua scripts, registered once per client: calls send the script's hash (EVALSHA), not its text."""
+    return Scripts(
+        record_ballot=client.register_script(_RECORD_BALLOT),
+        store_if_absent=client.register_script(_STORE_IF_ABSENT),
+        add_if_exists=client.register_script(_ADD_IF_EXISTS),
+    )
+
+
+def tally_from_hash(cached: dict[str, str]) -> Tally:
+    counts = {int(field[2:]): int(value) for field, value in cached.items() if field.startswith("c:")}
+    return Tally(counts=counts, total=int(cached.get("total", 0)), version=int(cached.get("version", 0)))
+
+
+def _tallies_from_record_cached(polls: Sequence[Poll]) -> dict[int, Tally]:
+    """While Redis is down: the record's tallies, each reused for a second in this process."""
+    now = time.monotonic()
+    fresh = {
+        poll.id: hit[1]
+        for poll in polls
+        if (hit := _fallback_cache.get(poll.id)) and now - hit[0] < FALLBACK_CACHE_SECONDS
+    }
+    counted = tallies_from_record([poll for poll in polls if poll.id not in fresh])
+    if len(_fallback_cache) > FALLBACK_CACHE_POLLS:
+        _fallback_cache.clear()  # an outage with many polls must not grow the process without bound
+    for poll_id, tally in counted.items():
+        _fallback_cache[poll_id] = (now, tally)
+    return fresh | counted

@@ -1,0 +1,23 @@
+"""The Redis keys of the tallies, in one place because the vote's Lua script touches most of them.
+
+- `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
+- `tally:changed`: set of poll ids whose results changed since the broadcaster last looked;
+- `tally:stale`: set of poll ids whose cached tally may miss a ballot: the reconciler looks at them
+  whatever else it looks at;
+- `tally:window:<poll id>`: while the reconciler looks, the ids of the ballots counted since it began;
+- `tally:reconciling`: the lock that keeps reconcile runs one at a time;
+- `tally:reconciled_until`: the time (ISO-8601) before which every ballot's poll has been reconciled.
+"""
+
+CHANGED_KEY = "tally:changed"
+STALE_KEY = "tally:stale"
+RECONCILE_LOCK_KEY = "tally:reconciling"
+RECONCILED_UNTIL_KEY = "tally:reconciled_until"
+
+
+def tally_key(poll_id: int) -> str:
+    return f"tally:{poll_id}"
+
+
+def window_key(poll_id: int) -> str:
+    return f"tally:window:{poll_id}"
