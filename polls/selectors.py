@@ -14,7 +14,7 @@ from django.utils import timezone
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
 from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
 from polls.poll_cache import poll_cached, poll_cached_with_hash
-from polls.tallies.counts import Tally, tally_get
+from polls.tallies.counts import Tally, tallies_get, tally_get
 from polls.tallies.keys import tally_key
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_get
 
@@ -140,6 +140,12 @@ def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | Non
 
 def poll_results(*, poll: Poll) -> PollResults:
     return _results(poll, tally_get(poll))
+
+
+def polls_results(*, polls: list[Poll]) -> dict[int, PollResults]:
+    """The results of many polls (poll id -> results), their tallies read in one Redis round trip."""
+    tallies = tallies_get(polls)
+    return {poll.id: _results(poll, tallies[poll.id]) for poll in polls}
 
 
 def _results(poll: Poll, tally: Tally) -> PollResults:

@@ -1,11 +1,14 @@
 """The broadcaster: pushes each changed poll's results to its live viewers, at most 4 times a second.
 
 Each tick takes the polls whose results changed (`tally_pop_changed`) and those whose deadline
-or opening time just passed, renders each one's live region once per audience kind, and sends it
-to the poll's audience groups with the tally's version. Channel layers deliver at most once; as
-every push carries the whole tally, a lost one heals with the next, and every (re)connect gets a
-snapshot. A version lower than one already sent for a poll (Redis lost recent increments) is
-held back until the tally catches up or the reconciler repairs it.
+or opening time just passed, keeps those that someone watches (`realtime.presence`), reads their
+tallies in one round trip, renders each one's live region once per audience kind, and sends it
+to the poll's audience groups with the tally's version. A change of a poll nobody watches costs
+nothing more: its first viewer gets a snapshot on connect and marks it changed again.
+
+Channel layers deliver at most once; as every push carries the whole tally, a lost one heals with
+the next, and every (re)connect gets a snapshot. A version lower than one already sent for a poll
+(Redis lost recent increments) is held back until the tally catches up or the reconciler repairs it.
 
 In production one `manage.py broadcast` process runs it; in embedded mode it is a background task
 of the single ASGI process (see `realtime.lifespan`).
@@ -24,6 +27,7 @@ from django.utils import timezone
 from polls import selectors
 from polls.tallies.changes import tally_mark_changed, tally_pop_changed
 from realtime.live import Audience, LiveView, audience_group, live_views
+from realtime.presence import presence_watched_poll_ids
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +81,18 @@ class Broadcaster:
 
     def collect(self) -> list[Push]:
         """The pushes of this tick (runs in a thread: it reads the database and Redis)."""
-        poll_ids = tally_pop_changed() | self._polls_past_a_deadline()
+        changed = tally_pop_changed() | self._polls_past_a_deadline()
+        if not changed:
+            return []
+        # Presence is read after the changes are taken: see realtime.presence.
+        poll_ids = changed & presence_watched_poll_ids().keys()
         if not poll_ids:
             return []
+        polls = selectors.polls_with_choices(poll_ids=poll_ids)
+        results = selectors.polls_results(polls=polls)
         pushes = []
-        for poll in selectors.polls_with_choices(poll_ids=poll_ids):
-            for audience, view in live_views(poll=poll).items():
+        for poll in polls:
+            for audience, view in live_views(poll=poll, results=results[poll.id]).items():
                 if self._is_news(poll.id, audience, view):
                     pushes.append(Push(poll.id, audience, audience_group(poll, audience), view))
         return pushes

@@ -9,6 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from polls.models import Poll
 from realtime.hub import hub
 from realtime.live import audience_group, live_view
+from realtime.presence import presence_leave, presence_watch
 from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,11 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
     # No channel of its own: the hub is the process's one member of the group (realtime.hub).
     channel_layer_alias = None
     group_name: str | None = None
+    poll_id: int | None = None
     shown_version = -1
     _sending: asyncio.Task | None = None
     _next_html: str | None = None
+    _last_html: str | None = None
 
     async def connect(self):
         kwargs = self.scope["url_route"]["kwargs"]
@@ -48,22 +51,30 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         # `shown_version` drops whichever of the two is older.
         self.group_name = audience_group(poll, audience)
         await hub().join(self.group_name, self)
+        await presence_watch(poll_id=poll.id)  # before the snapshot: the broadcaster pushes what follows it
+        self.poll_id = poll.id
         snapshot = await database_sync_to_async(live_view)(poll=poll, audience=audience)
         self.push(snapshot.html, snapshot.version)
 
     async def disconnect(self, code):
         if self.group_name:
             await hub().leave(self.group_name, self)
+        if self.poll_id is not None:
+            await presence_leave(poll_id=self.poll_id)
 
     async def receive(self, text_data=None, bytes_data=None):
         """Pages send keep-alive pings so idle proxies keep the socket; there is nothing to answer."""
 
     def push(self, html: str, version: int | None) -> None:
-        """Sends `html` unless older than what this viewer has; returns without waiting on the socket."""
+        """Sends `html` unless older than what this viewer has, or the very fragment it was handed last (a
+        poll's first viewer asks for a push that repeats its snapshot); returns without waiting on the socket."""
+        if html == self._last_html:
+            return
         if version is not None:
             if version < self.shown_version:
                 return
             self.shown_version = version
+        self._last_html = html
         if self._sending is not None:
             self._next_html = html  # replaces any fragment already waiting: it is older
             return

@@ -47,10 +47,10 @@ def live_view(*, poll: Poll, audience: Audience) -> LiveView:
     return _results_view(poll, selectors.poll_results(poll=poll))
 
 
-def live_views(*, poll: Poll) -> dict[Audience, LiveView]:
+def live_views(*, poll: Poll, results: selectors.PollResults) -> dict[Audience, LiveView]:
     """Every audience's view of `poll`, rendering the results (and the notice) at most once each."""
     visible = {audience: audience_may_see_results(poll, audience) for audience in Audience}
-    shown = _results_view(poll, selectors.poll_results(poll=poll))  # the owner always sees results
+    shown = _results_view(poll, results)  # the owner always sees results
     hidden = _hidden_view(poll) if not all(visible.values()) else None
     return {audience: shown if visible[audience] else hidden for audience in Audience}
 
