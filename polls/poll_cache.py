@@ -1,92 +1,255 @@
-"""A per-process cache of polls (row and choices) that a Redis revision invalidates at once.
+"""Polls (row and choices) cached at two levels, both checked against a revision number in Redis.
 
-Every vote and every results read starts by loading its poll; polls barely change, but when
-the owner closes one, no process may keep taking votes on it. So each lookup asks Redis for
-the poll's revision (one GET, cheaper than an ORM query) and reuses the cached poll only if
-the revision is unchanged. Any save or delete of a poll bumps the revision after its commit.
-Without Redis (embedded mode, or Redis down) polls are read from the database every time.
+Every vote and every page starts by loading its poll; polls barely change, but when the owner
+closes one, no process may keep taking votes on it. So a lookup is one Redis round trip (one Lua
+script, `_LOOKUP`) that returns the poll's revision and, when needed, the shared copy of the poll
+and its tally:
 
-Redis key: `pollrev:<slug>` (an integer, absent until the poll first changes).
+- this process keeps the polls it served lately, bounded by their size in memory (`MAX_BYTES`),
+  least recently used first out, and uses one while its revision is current;
+- Redis keeps a shared copy of each poll in use (`pollcopy:<slug>`: its id, the revision it was
+  read at, and the row and choices as JSON), so a process that has not served a poll yet (thousands
+  of polls, a new process) reads it there rather than in the database;
+- on a miss at both levels, the database (two queries); the copy is then stored for every process.
+
+Every save or delete of a poll bumps its revision after the commit (`pollrev:<slug>`), which makes
+both copies stale at once. A new poll needs no bump: its copy is stored when it is created
+(`poll_cache_prime`), so its first voters never reach the database for it. Without Redis (embedded
+mode, or Redis down) polls are read from the database every time.
 """
 
 import copy
+import json
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime
+from functools import cache
 
 import redis
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from redis.commands.core import Script
 
-from polls.models import Poll, polls_updated
+from polls.models import Choice, Poll, polls_updated
 from polls.redis_client import get_redis
+from polls.tallies.keys import TALLY_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
 
 # An upper bound on staleness should a change ever reach the database without a signal
-# (a queryset `.update()`, a manual SQL fix).
+# (a manual SQL fix): a process rereads the shared copy's revision anyway on every lookup.
 MAX_AGE_SECONDS = 30.0
-# A cached poll costs about 10 KiB. Entries past MAX_AGE_SECONDS are reloaded on their next use
-# anyway, so they are dropped whenever the cache grows by this many: memory follows the polls in
-# use, not every poll a process has ever served (make soak saw workers grow with each new poll).
-SWEEP_EVERY = 256
-MAX_ENTRIES = 4096
-REVISION_TTL_SECONDS = 24 * 60 * 60  # far longer than MAX_AGE_SECONDS, so an expiry cannot hide a change
+# This process's polls may take about this much memory. A poll's objects are estimated from its
+# JSON: a fixed part plus a few bytes per JSON byte (tracemalloc over polls of 2 to 20 choices: 4.8
+# KiB for 2 short choices, 14 KiB for 20 long ones), so 16 MiB holds about 3,000 polls of 4 choices.
+MAX_BYTES = 16 * 1024 * 1024
+POLL_BASE_BYTES = 4096
+BYTES_PER_JSON_BYTE = 4
+REVISION_TTL_SECONDS = 24 * 60 * 60
+# Shorter than a revision's life: when a revision expires (reads as "0" again) no copy read at an
+# older "0" can still be there to match it.
+COPY_TTL_SECONDS = 60 * 60
 
-_cache: dict[str, tuple[str, float, Poll]] = {}
+# KEYS: the revision, the shared copy. ARGV: "1" to read the copy; the tally key's prefix, or "" not
+# to read the tally; the poll's id, or "" to take it from the copy.
+# Returns the revision ("0" when none was set), the copy ("" when absent or not asked for), the
+# tally hash as a flat list (empty when absent or not asked for).
+_LOOKUP = """
+local revision = redis.call('GET', KEYS[1]) or '0'
+local shared = ''
+if ARGV[1] == '1' then
+  shared = redis.call('GET', KEYS[2]) or ''
+end
+local tally = {}
+if ARGV[2] ~= '' then
+  local poll_id = ARGV[3]
+  if poll_id == '' then
+    poll_id = string.match(shared, '^(%d+)|') or ''
+  end
+  if poll_id ~= '' then
+    tally = redis.call('HGETALL', ARGV[2] .. poll_id)
+  end
+end
+return {revision, shared, tally}
+"""
 
 
-def poll_cached(slug: str, load: Callable[[], Poll]) -> Poll:
-    """The poll of `slug` from this process's cache when still current, else from `load()`."""
-    return poll_cached_with_hash(slug, load, hash_key=None)[0]
+class _Entry:
+    __slots__ = ("revision", "loaded_at", "poll", "size")
+
+    def __init__(self, revision: str, poll: Poll, size: int) -> None:
+        self.revision, self.loaded_at, self.poll, self.size = revision, time.monotonic(), poll, size
 
 
-def poll_cached_with_hash(
-    slug: str, load: Callable[[], Poll], *, hash_key: Callable[[Poll], str] | None
-) -> tuple[Poll, dict[str, str] | None]:
-    """Like `poll_cached`; when the poll is cached, also reads the Redis hash `hash_key(poll)` in the
-    same round trip as the revision (the results read: poll and tally for one network wait).
+class _LocalPolls:
+    """This process's polls: least recently used first out, within `MAX_BYTES` of estimated memory."""
 
-    The hash is None when it was not read (poll not cached yet, or changed) or Redis is unavailable.
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self.size = 0
+
+    def get(self, slug: str) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(slug)
+            if entry is not None:
+                self._entries.move_to_end(slug)
+            return entry
+
+    def put(self, slug: str, entry: _Entry) -> None:
+        with self._lock:
+            self._drop(slug)
+            self._entries[slug] = entry
+            self.size += entry.size
+            while self.size > MAX_BYTES and len(self._entries) > 1:
+                self._drop(next(iter(self._entries)))
+
+    def forget(self, slug: str) -> None:
+        with self._lock:
+            self._drop(slug)
+
+    def slugs(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def _drop(self, slug: str) -> None:
+        entry = self._entries.pop(slug, None)
+        if entry is not None:
+            self.size -= entry.size
+
+
+_local = _LocalPolls()
+# Polls this thread changed inside a transaction not committed yet: until it commits (and the
+# revision is bumped for everyone), this thread's reads of them must see its own change.
+_changed_here = threading.local()
+
+
+def poll_cached(slug: str) -> Poll:
+    """The poll of `slug` (choices loaded); raises `Poll.DoesNotExist`."""
+    return _lookup(slug, with_tally=False)[0]
+
+
+def poll_cached_with_tally(slug: str) -> tuple[Poll, dict[str, str] | None]:
+    """Like `poll_cached`, with the poll's tally hash read in the same round trip (the results read).
+
+    The hash is None when it could not be read with the poll (neither copy had the poll's id, or
+    Redis is unavailable), and empty when there is no tally yet.
     """
+    return _lookup(slug, with_tally=True)
+
+
+def poll_cache_prime(poll: Poll) -> None:
+    """Stores the copy of a poll just created (choices loaded), for every process; after its commit."""
     client = get_redis()
     if client is None:
-        return load(), None
-    hit = _cache.get(slug)
+        return
+    encoded = _encode(poll, revision="0")
     try:
-        # Read before loading: a change that lands in between leaves a newer revision behind.
-        if hit and hash_key:
-            pipeline = client.pipeline(transaction=False)
-            pipeline.get(_revision_key(slug))
-            pipeline.hgetall(hash_key(hit[2]))
-            revision, *hashes = pipeline.execute()
-        else:  # a plain GET costs less than a pipeline of one
-            revision, hashes = client.get(_revision_key(slug)), []
+        client.set(_copy_key(poll.slug), encoded, ex=COPY_TTL_SECONDS, nx=True)
     except redis.RedisError:
-        return load(), None
-    revision = revision or "0"
-    now = time.monotonic()
-    if hit and hit[0] == revision and now - hit[1] < MAX_AGE_SECONDS:
-        return _private_copy(hit[2]), (hashes[0] if hashes else None)
-    poll = load()
-    _make_room(now)
-    _cache[slug] = (revision, now, poll)
-    return _private_copy(poll), None
+        logger.warning("Redis unavailable: poll %s not cached; its first reader loads it", poll.slug)
 
 
-def _make_room(now: float) -> None:
-    if len(_cache) % SWEEP_EVERY == SWEEP_EVERY - 1:
-        for slug in [
-            slug for slug, (_revision, loaded, _poll) in list(_cache.items()) if now - loaded >= MAX_AGE_SECONDS
-        ]:
-            _cache.pop(slug, None)  # another thread may have dropped it already
-    if len(_cache) >= MAX_ENTRIES:
-        _cache.clear()
+def with_choices(poll: Poll, choices: Iterable[Choice]) -> Poll:
+    """Sets what `poll.choices.all()` returns, as `prefetch_related("choices")` would, but with
+    nothing pointing back at the poll (Django's prefetch points each choice and the queryset at
+    it). Such a back-reference makes every poll a reference cycle, memory that only Python's
+    infrequent full collection frees: loaded by the hundred every few seconds (the reconciler,
+    the broadcaster), those polls grew a process steadily (make soak)."""
+    queryset = Choice.objects.filter(poll_id=poll.id)
+    queryset._result_cache = list(choices)
+    queryset._prefetch_done = True
+    poll._prefetched_objects_cache = {"choices": queryset}
+    return poll
+
+
+def _lookup(slug: str, *, with_tally: bool) -> tuple[Poll, dict[str, str] | None]:
+    client = get_redis()
+    if client is None or _changed_in_this_transaction(slug):
+        return _load(slug), None
+    hit = _local.get(slug)
+    known_id = str(hit.poll.id) if hit else ""
+    try:
+        revision, shared, flat_tally = _lookup_script(client)(
+            keys=[_revision_key(slug), _copy_key(slug)],
+            args=["0" if hit else "1", TALLY_KEY_PREFIX if with_tally else "", known_id],
+        )
+    except redis.RedisError:
+        return _load(slug), None
+    # The tally was read when the script knew the poll's id: from this process, or from the shared copy.
+    tally_read = with_tally and bool(known_id or shared)
+    tally = dict(zip(flat_tally[::2], flat_tally[1::2], strict=True)) if tally_read else None
+    if hit and hit.revision == revision and time.monotonic() - hit.loaded_at < MAX_AGE_SECONDS:
+        return _private_copy(hit.poll), tally
+    if shared and shared.split("|", 2)[1] == revision:
+        poll, size = _decode(shared), len(shared)
+    else:
+        poll = _load(slug)  # read after the revision: a change landing in between leaves a newer one behind
+        encoded = _encode(poll, revision=revision)
+        size = len(encoded)
+        _store_copy(client, slug, encoded)
+    _local.put(slug, _Entry(revision, poll, POLL_BASE_BYTES + size * BYTES_PER_JSON_BYTE))
+    return _private_copy(poll), tally
+
+
+def _changed_in_this_transaction(slug: str) -> bool:
+    slugs = getattr(_changed_here, "slugs", None)
+    if not slugs:
+        return False
+    if not connection.in_atomic_block:
+        slugs.clear()  # committed (and bumped) or rolled back: the caches are right again
+        return False
+    return slug in slugs
+
+
+def _load(slug: str) -> Poll:
+    poll = Poll.objects.get(slug=slug)
+    return with_choices(poll, Choice.objects.filter(poll_id=poll.id).order_by("position"))
+
+
+def _store_copy(client: redis.Redis, slug: str, encoded: str) -> None:
+    try:
+        client.set(_copy_key(slug), encoded, ex=COPY_TTL_SECONDS)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: the copy of poll %s was not shared", slug)
+
+
+_POLL_FIELDS = list(Poll._meta.concrete_fields)
+_CHOICE_FIELDS = ["id", "poll_id", "text", "position"]
+
+
+def _encode(poll: Poll, *, revision: str) -> str:
+    row = [getattr(poll, field.attname) for field in _POLL_FIELDS]
+    choices = [[getattr(choice, name) for name in _CHOICE_FIELDS] for choice in poll.choices.all()]
+    return f"{poll.id}|{revision}|" + json.dumps([row, choices], default=_iso_datetime, separators=(",", ":"))
+
+
+def _iso_datetime(value: object) -> str:
+    # Not DjangoJSONEncoder: it cuts datetimes to milliseconds, and a deadline must survive exactly.
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not part of a poll's copy")
+
+
+def _decode(shared: str) -> Poll:
+    row, choices = json.loads(shared.split("|", 2)[2])
+    values = [field.to_python(value) for field, value in zip(_POLL_FIELDS, row, strict=True)]
+    poll = Poll.from_db(DEFAULT_DB_ALIAS, [field.attname for field in _POLL_FIELDS], values)
+    return with_choices(poll, [Choice.from_db(DEFAULT_DB_ALIAS, _CHOICE_FIELDS, values) for values in choices])
+
+
+@cache
+def _lookup_script(client: redis.Redis) -> Script:
+    """Registered once per client: calls send the script's hash (EVALSHA), not its text."""
+    return client.register_script(_LOOKUP)
 
 
 def poll_changed(slug: str) -> None:
-    _cache.pop(slug, None)
+    _local.forget(slug)
     client = get_redis()
     if client is None:
         return
@@ -103,8 +266,13 @@ def poll_changed(slug: str) -> None:
 
 
 @receiver(post_save, sender=Poll)
+def _poll_saved(sender, instance: Poll, created: bool, **kwargs) -> None:
+    if not created:  # nothing could have cached a poll before it existed; poll_cache_prime stores it
+        _forget_now_and_bump_after_commit([instance.slug])
+
+
 @receiver(post_delete, sender=Poll)
-def _poll_saved_or_deleted(sender, instance: Poll, **kwargs) -> None:
+def _poll_deleted(sender, instance: Poll, **kwargs) -> None:
     _forget_now_and_bump_after_commit([instance.slug])
 
 
@@ -117,7 +285,9 @@ def _forget_now_and_bump_after_commit(slugs: list[str]) -> None:
     # This process forgets at once; other processes learn after the commit (bumped earlier, one
     # could reload the old row under the new revision and keep it).
     for slug in slugs:
-        _cache.pop(slug, None)
+        _local.forget(slug)
+    if connection.in_atomic_block:
+        _changed_here.slugs = getattr(_changed_here, "slugs", set()) | set(slugs)
     transaction.on_commit(lambda: [poll_changed(slug) for slug in slugs])
 
 
@@ -130,3 +300,7 @@ def _private_copy(poll: Poll) -> Poll:
 
 def _revision_key(slug: str) -> str:
     return f"pollrev:{slug}"
+
+
+def _copy_key(slug: str) -> str:
+    return f"pollcopy:{slug}"

@@ -4,7 +4,6 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -13,9 +12,8 @@ from django.utils import timezone
 
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
 from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
-from polls.poll_cache import poll_cached, poll_cached_with_hash
+from polls.poll_cache import poll_cached, poll_cached_with_tally, with_choices
 from polls.tallies.counts import Tally, tallies_get, tally_get
-from polls.tallies.keys import tally_key
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_get
 
 # Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
@@ -54,32 +52,14 @@ class PollResults:
 def poll_get(*, slug: str) -> Poll:
     """The poll with its choices loaded; raises `Poll.DoesNotExist` for unknown slugs.
 
-    Served from a per-process cache that a Redis revision, bumped by every change of the poll,
-    invalidates at once (polls/poll_cache.py): closing a poll takes effect on the next vote.
+    Served from the poll cache (this process's, else the copy shared in Redis) that a revision,
+    bumped by every change of the poll, invalidates at once (polls/poll_cache.py): closing a poll
+    takes effect on the next vote, and a lookup costs one Redis round trip however many polls exist.
     """
     if not _looks_like_slug(slug):
         # A malformed id is simply unknown; it never reaches the database (PostgreSQL refuses NUL bytes).
         raise Poll.DoesNotExist
-    return poll_cached(slug, lambda: _poll_with_choices(slug))
-
-
-def _poll_with_choices(slug: str) -> Poll:
-    # Choices never change once created: they have their own per-process cache.
-    poll = Poll.objects.get(slug=slug)
-    return _with_choices(poll, list(_choices_of(poll.id, poll.slug)))
-
-
-def _with_choices(poll: Poll, choices: list[Choice]) -> Poll:
-    """Sets what `poll.choices.all()` returns, as `prefetch_related("choices")` would, but with
-    nothing pointing back at the poll (Django's prefetch points each choice and the queryset at
-    it). Such a back-reference makes every poll a reference cycle, memory that only Python's
-    infrequent full collection frees: loaded by the hundred every few seconds (the reconciler,
-    the broadcaster), those polls grew the reconciler's process by 40 MiB an hour (make soak)."""
-    queryset = Choice.objects.filter(poll_id=poll.id)
-    queryset._result_cache = choices
-    queryset._prefetch_done = True
-    poll._prefetched_objects_cache = {"choices": queryset}
-    return poll
+    return poll_cached(slug)
 
 
 def polls_with_choices(*, poll_ids: Iterable[int]) -> list[Poll]:
@@ -88,18 +68,11 @@ def polls_with_choices(*, poll_ids: Iterable[int]) -> list[Poll]:
     choices_by_poll: dict[int, list[Choice]] = {poll.id: [] for poll in polls}
     for choice in Choice.objects.filter(poll__in=polls):  # in `position` order (Choice.Meta)
         choices_by_poll[choice.poll_id].append(choice)
-    return [_with_choices(poll, choices_by_poll[poll.id]) for poll in polls]
+    return [with_choices(poll, choices_by_poll[poll.id]) for poll in polls]
 
 
 def _looks_like_slug(slug: object) -> bool:
     return isinstance(slug, str) and 0 < len(slug) <= SLUG_MAX_LENGTH and set(slug) <= _SLUG_CHARACTERS
-
-
-@lru_cache(maxsize=512)  # the polls in use; a poll dropped from it costs one query when it comes back
-def _choices_of(poll_id: int, slug: str) -> tuple[Choice, ...]:
-    # Keyed by the slug too: an id can come back (a test database rolled back, SQLite's
-    # rowids), a random slug with it cannot. Shared between threads: templates only read them.
-    return tuple(Choice.objects.filter(poll_id=poll_id).order_by("position"))
 
 
 def poll_get_for_owner(*, slug: str, token: str) -> Poll:
@@ -125,14 +98,12 @@ def poll_ids_with_ballots_since(*, since: datetime) -> set[int]:
 def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | None"]:
     """`poll_get`, plus the results when everyone may see them (None when it depends on who asks).
 
-    When the poll is cached in this process, one Redis round trip reads both (the results API's
-    hot path). The tally read with the revision is used only if the results are public.
+    One Redis round trip reads both (the results API's hot path), whether or not this process
+    served the poll before. The tally read with the revision is used only if the results are public.
     """
     if not _looks_like_slug(slug):
         raise Poll.DoesNotExist
-    poll, cached_tally = poll_cached_with_hash(
-        slug, lambda: _poll_with_choices(slug), hash_key=lambda poll: tally_key(poll.id)
-    )
+    poll, cached_tally = poll_cached_with_tally(slug)
     if not results_visible(poll=poll, has_voted=False):
         return poll, None
     return poll, _results(poll, tally_get(poll, cached=cached_tally))

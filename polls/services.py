@@ -32,6 +32,7 @@ from polls.models import (
     Poll,
     hash_owner_token,
 )
+from polls.poll_cache import poll_cache_prime, with_choices
 from polls.redis_client import get_redis
 from polls.selectors import (
     ballots_csv_lines,
@@ -128,7 +129,9 @@ def poll_create(
     poll.full_clean(exclude=["slug"])
     with transaction.atomic():
         poll.save()
-        Choice.objects.bulk_create(Choice(poll=poll, text=text, position=i) for i, text in enumerate(texts))
+        choices = Choice.objects.bulk_create(Choice(poll=poll, text=text, position=i) for i, text in enumerate(texts))
+        # Every process finds the new poll in Redis: its first voters never reach the database for it.
+        transaction.on_commit(lambda: poll_cache_prime(with_choices(poll, choices)))
     return poll, owner_token
 
 

@@ -15,8 +15,11 @@ RECONCILE_LOCK_KEY = "tally:reconciling"
 RECONCILED_UNTIL_KEY = "tally:reconciled_until"
 
 
+TALLY_KEY_PREFIX = "tally:"  # the poll cache's lookup script builds a tally key from a poll id
+
+
 def tally_key(poll_id: int) -> str:
-    return f"tally:{poll_id}"
+    return f"{TALLY_KEY_PREFIX}{poll_id}"
 
 
 def window_key(poll_id: int) -> str:

@@ -1,8 +1,7 @@
 """The per-process poll cache: a change of a poll is seen by the next lookup, in every process."""
 
-import time
-
 import pytest
+import redis
 from django.conf import settings
 from django.db import connection
 
@@ -89,16 +88,74 @@ def test_results_shown_only_to_voters_are_not_read_with_the_lookup():
     assert results is None
 
 
-def test_polls_nobody_asked_for_lately_leave_the_cache_as_new_ones_come_in(monkeypatch):
-    monkeypatch.setattr(poll_cache, "SWEEP_EVERY", 4)
-    monkeypatch.setattr(poll_cache, "_cache", {})
-    old = [make_poll() for _ in range(3)]
-    for poll in old:
+def test_this_process_keeps_polls_within_its_memory_budget_least_recently_used_out(monkeypatch):
+    monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())
+    polls = [make_poll() for _ in range(4)]
+    for poll in polls:
         selectors.poll_get(slug=poll.slug)
-    later = time.monotonic() + poll_cache.MAX_AGE_SECONDS
-    monkeypatch.setattr(poll_cache.time, "monotonic", lambda: later)
+    one_poll = poll_cache._local.size // 4
+    monkeypatch.setattr(poll_cache, "MAX_BYTES", 3 * one_poll + one_poll // 2)
+    selectors.poll_get(slug=polls[0].slug)  # used again: now the most recent
 
-    recent = make_poll()
-    selectors.poll_get(slug=recent.slug)
+    fifth = make_poll()
+    selectors.poll_get(slug=fifth.slug)
 
-    assert list(poll_cache._cache) == [recent.slug]
+    assert poll_cache._local.slugs() == [polls[2].slug, polls[3].slug, polls[0].slug, fifth.slug][-3:]
+    assert poll_cache._local.size <= poll_cache.MAX_BYTES
+
+
+def test_a_poll_another_process_served_is_read_from_the_shared_copy_without_the_database(
+    monkeypatch, django_assert_num_queries
+):
+    poll = make_poll()
+    selectors.poll_get(slug=poll.slug)
+    monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())  # this process never saw it
+
+    with django_assert_num_queries(0):
+        found = selectors.poll_get(slug=poll.slug)
+    assert (found.id, found.question, [choice.text for choice in found.choices.all()]) == (
+        poll.id,
+        "Cached?",
+        ["Yes", "No"],
+    )
+    assert found.created_at == Poll.objects.get(pk=poll.pk).created_at
+
+
+def test_a_new_poll_is_found_without_the_database_from_its_first_lookup(monkeypatch, django_assert_num_queries):
+    monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())
+    poll = make_poll()  # committed: its copy was stored after the commit
+
+    with django_assert_num_queries(0):
+        found = selectors.poll_get(slug=poll.slug)
+    assert [choice.id for choice in found.choices.all()] == [choice.id for choice in poll.choices.all()]
+
+
+def test_a_shared_copy_older_than_the_revision_is_not_used(monkeypatch):
+    poll = make_poll()
+    selectors.poll_get(slug=poll.slug)
+    close_behind_the_cache(poll)
+    get_redis().incr(f"pollrev:{poll.slug}")
+    monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())
+
+    assert not selectors.poll_get(slug=poll.slug).is_open()
+
+
+def test_a_cold_polls_public_results_take_one_redis_round_trip_and_no_query(monkeypatch, django_assert_num_queries):
+    poll = make_poll()
+    yes = poll.choices.first()
+    services.vote_cast(poll=selectors.poll_get(slug=poll.slug), choice_ids=[yes.id], voter_key="a", ip_address=None)
+    selectors.poll_results(poll=poll)  # the tally exists
+    monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())
+    round_trips = []
+    send = redis.connection.Connection.send_packed_command
+
+    def counted(connection, *args, **kwargs):
+        round_trips.append(args)
+        return send(connection, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+    with django_assert_num_queries(0):
+        _cached, results = selectors.poll_get_with_public_results(slug=poll.slug)
+
+    assert len(round_trips) == 1
+    assert (results.total, [choice.votes for choice in results.choices]) == (1, [1, 0])
