@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint migrate stack bench bench-live loadtest chaos soak screenshots clean
+.PHONY: run test lint migrate stack bench bench-live bench-reconcile loadtest chaos soak screenshots clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || { python=$$(scripts/find-python) && $$python -m venv $(VENV); }
@@ -58,6 +58,11 @@ screenshots: $(VENV)/.installed
 ## through the stack (started on CT_HTTP_PORT, default 8090); writes docs/benchmarks.md
 bench-live: $(VENV)/.installed
 	$(PY) bench/live/run.py $(BENCH_LIVE_ARGS)
+
+## make bench-reconcile: a reconcile pass over 10,000 active polls with 100 of them changed, and the catch-up
+## pass over all of them; in a database of its own; writes its section of docs/benchmarks.md
+bench-reconcile: $(VENV)/.installed
+	$(PY) bench/reconcile.py $(BENCH_RECONCILE_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache

@@ -346,10 +346,10 @@ def render(results: dict, *, duration: int, load: tuple[float, float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    """Replaces this section of docs/benchmarks.md (or appends it), keeping every other section."""
+def write_section(section: str, *, heading: str = SECTION) -> None:
+    """Replaces the section under `heading` in docs/benchmarks.md (or appends it), keeping every other section."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:
