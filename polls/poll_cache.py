@@ -142,16 +142,9 @@ def poll_cached_with_tally(slug: str) -> tuple[Poll, dict[str, str] | None]:
     return _lookup(slug, with_tally=True)
 
 
-def poll_cache_prime(poll: Poll) -> None:
-    """Stores the copy of a poll just created (choices loaded), for every process; after its commit."""
-    client = get_redis()
-    if client is None:
-        return
-    encoded = _encode(poll, revision="0")
-    try:
-        client.set(_copy_key(poll.slug), encoded, ex=COPY_TTL_SECONDS, nx=True)
-    except redis.RedisError:
-        logger.warning("Redis unavailable: poll %s not cached; its first reader loads it", poll.slug)
+def poll_cache_prime(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
+    """Queues the storing of a poll just created (choices loaded) for every process; after its commit."""
+    pipeline.set(_copy_key(poll.slug), _encode(poll, revision="0"), ex=COPY_TTL_SECONDS, nx=True)
 
 
 def with_choices(poll: Poll, choices: Iterable[Choice]) -> Poll:

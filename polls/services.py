@@ -7,6 +7,7 @@ Functions take keyword-only arguments and raise `django.core.exceptions.Validati
 import hashlib
 import hmac
 import ipaddress
+import logging
 import os
 import secrets
 import tempfile
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -41,9 +43,11 @@ from polls.selectors import (
     poll_ids_with_ballots_since,
 )
 from polls.tallies.changes import tally_mark_changed
-from polls.tallies.counts import tally_discard, tally_record_ballot
+from polls.tallies.counts import tally_discard, tally_record_ballot, tally_start
 from polls.tallies.reconcile import tallies_reconcile_changed
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_refresh
+
+logger = logging.getLogger(__name__)
 
 # The per-minute counts of a poll are refreshed while it took a ballot this recently: long enough
 # for its last minute to end and be stored (a minute, the commit slack, a few missed beat ticks).
@@ -130,9 +134,23 @@ def poll_create(
     with transaction.atomic():
         poll.save()
         choices = Choice.objects.bulk_create(Choice(poll=poll, text=text, position=i) for i, text in enumerate(texts))
-        # Every process finds the new poll in Redis: its first voters never reach the database for it.
-        transaction.on_commit(lambda: poll_cache_prime(with_choices(poll, choices)))
+        transaction.on_commit(lambda: _poll_created(with_choices(poll, choices)))
     return poll, owner_token
+
+
+def _poll_created(poll: Poll) -> None:
+    """After a new poll's commit, in one Redis round trip: its copy for every process and its empty
+    tally, so neither its first voters nor its first readers reach the database for it."""
+    client = get_redis()
+    if client is None:
+        return
+    try:
+        pipeline = client.pipeline(transaction=False)
+        poll_cache_prime(poll, pipeline=pipeline)
+        tally_start(poll, pipeline=pipeline)
+        pipeline.execute()
+    except redis.RedisError:
+        logger.warning("Redis unavailable: new poll %s not cached; its first reader loads and counts it", poll.slug)
 
 
 def _validate_choices(texts: list[str], *, max_choices: int) -> None:

@@ -154,6 +154,14 @@ def tallies_get(polls: Sequence[Poll]) -> dict[int, Tally]:
         return _tallies_from_record_cached(polls)
 
 
+def tally_start(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
+    """Queues the empty tally of a poll just created (after its commit), so its first ballots are
+    counted at once instead of finding no tally and waiting for a rebuild from the record."""
+    tally = Tally(counts={choice.id: 0 for choice in poll.choices.all()}, total=0, version=0)
+    # Registered on the client, run in its pipeline: `scripts` is cached per client, not per pipeline.
+    scripts(get_redis()).store_if_absent(keys=[tally_key(poll.id)], args=_fields(tally), client=pipeline)
+
+
 def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
     rebuilt = tallies_from_record(polls)
     for poll_id, tally in rebuilt.items():
@@ -178,10 +186,14 @@ def tally_discard(*, poll_ids: set[int]) -> None:
 
 def tally_store_if_absent(client: redis.Redis, poll_id: int, tally: Tally) -> bool:
     """Stores a tally rebuilt from the record, unless one exists (it may hold newer increments)."""
+    return bool(scripts(client).store_if_absent(keys=[tally_key(poll_id)], args=_fields(tally)))
+
+
+def _fields(tally: Tally) -> list[str | int]:
     fields: list[str | int] = ["version", tally.version, "total", tally.total]
     for choice_id, votes in tally.counts.items():
         fields += [f"c:{choice_id}", votes]
-    return bool(scripts(client).store_if_absent(keys=[tally_key(poll_id)], args=fields))
+    return fields
 
 
 @dataclass(frozen=True)

@@ -424,3 +424,17 @@ def test_reconcile_works_through_many_changed_polls_in_bounded_batches(monkeypat
     assert tasks.reconcile_tallies() == 5
     assert looked_at == [2, 2, 1]
     assert [tally_get(poll).total for poll in polls] == [1] * 5
+
+
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_a_new_poll_has_an_empty_tally_so_its_first_votes_count_at_once_without_a_rebuild():
+    poll = make_poll()  # committed: its tally was stored after the commit
+    assert get_redis().hgetall(tally_key(poll.id)) == {
+        "version": "0",
+        "total": "0",
+        **{f"c:{choice.id}": "0" for choice in poll.choices.all()},
+    }
+    vote(poll, "first")
+    assert tally_get(poll).total == 1
+    assert not get_redis().sismember(STALE_KEY, poll.id)  # counted, not left for the reconciler
