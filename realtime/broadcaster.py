@@ -33,8 +33,10 @@ logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25  # at most 4 pushes a second per poll
 DEADLINE_CHECK_SECONDS = 1.0  # how late a kiosk may learn that a deadline passed
-# Polls remembered for versioning and de-duplication; the oldest is forgotten first.
-REMEMBERED_POLLS = 20_000
+# What was sent last, per poll and audience, for versioning and de-duplication: bounded by the
+# fragments' size (about 1-3 KiB each), the least recently sent forgotten first. A forgotten poll
+# only risks one repeated push, which its viewers drop as identical.
+REMEMBERED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Broadcaster:
     def __init__(self, channel_layer) -> None:
         self.channel_layer = channel_layer
         self._sent: OrderedDict[tuple[int, Audience], LiveView] = OrderedDict()
+        self._sent_bytes = 0
         self._deadlines_checked_at: datetime = timezone.now()
         self._deadlines_checked_monotonic = time.monotonic()
 
@@ -74,7 +77,7 @@ class Broadcaster:
                 await self.channel_layer.group_send(push.group, push.message)
             except Exception:
                 # Not sent: forget it so it is not taken for a duplicate, and ask for another try.
-                self._sent.pop((push.poll_id, push.audience), None)
+                self._remember((push.poll_id, push.audience), None)
                 await database_sync_to_async(tally_mark_changed)(poll_id=push.poll_id)
                 raise
         return len(pushes)
@@ -105,11 +108,19 @@ class Broadcaster:
         if last is not None and last.version is not None and view.version is not None and view.version < last.version:
             logger.info("Poll %s: version %s is behind %s (sent); held back", poll_id, view.version, last.version)
             return False
-        self._sent[key] = view
-        self._sent.move_to_end(key)
-        while len(self._sent) > REMEMBERED_POLLS * len(Audience):
-            self._sent.popitem(last=False)
+        self._remember(key, view)
         return True
+
+    def _remember(self, key: tuple[int, Audience], view: LiveView | None) -> None:
+        """Keeps `view` as the last one sent for `key` (None forgets it), within REMEMBERED_BYTES."""
+        previous = self._sent.pop(key, None)
+        if previous is not None:
+            self._sent_bytes -= len(previous.html)
+        if view is not None:
+            self._sent[key] = view
+            self._sent_bytes += len(view.html)
+        while self._sent_bytes > REMEMBERED_BYTES and self._sent:
+            self._sent_bytes -= len(self._sent.popitem(last=False)[1].html)
 
     def _polls_past_a_deadline(self) -> set[int]:
         """Polls that opened or closed by the clock since the last check: nobody voted, yet they changed."""

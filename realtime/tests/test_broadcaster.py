@@ -106,3 +106,16 @@ def test_the_broadcast_command_refuses_to_run_without_a_shared_channel_layer(set
             call_command("broadcast")
     finally:
         channel_layers.backends.clear()
+
+
+def test_what_was_sent_is_remembered_within_a_memory_budget_least_recently_sent_first_out(monkeypatch):
+    from realtime import broadcaster as broadcaster_module
+    from realtime.live import LiveView
+
+    monkeypatch.setattr(broadcaster_module, "REMEMBERED_BYTES", 250)
+    broadcaster = Broadcaster(get_channel_layer())
+    for poll_id in range(5):
+        assert broadcaster._is_news(poll_id, Audience.PUBLIC, LiveView(html="x" * 100, version=1))
+    assert not broadcaster._is_news(4, Audience.PUBLIC, LiveView(html="x" * 100, version=1))  # still remembered
+    assert [key[0] for key in broadcaster._sent] == [3, 4]
+    assert broadcaster._sent_bytes == 200
