@@ -25,11 +25,20 @@ def read_acks(run_dir: Path) -> list[tuple[str, str, str]]:
     return acks
 
 
-def check(*, database_url: str, site: Site, run_dir: Path, seeded_slugs: list[str], settle_seconds: float = 10) -> dict:
+def check(
+    *,
+    database_url: str,
+    site: Site,
+    run_dir: Path,
+    seeded_slugs: list[str],
+    created_slugs: list[str] = (),
+    settle_seconds: float = 10,
+) -> dict:
+    """Every acknowledged vote, and the tallies of every poll seeded, created during the run or voted in."""
     acks = read_acks(run_dir)
     pairs = Counter((slug, voter_key) for slug, voter_key, _ in acks)
     acknowledged_twice = [pair for pair, n in pairs.items() if n > 1]
-    slugs = sorted(set(seeded_slugs) | {slug for slug, _ in pairs})
+    slugs = sorted(set(seeded_slugs) | set(created_slugs) | {slug for slug, _ in pairs})
     with psycopg.connect(database_url) as connection:
         connection.execute("CREATE TEMP TABLE acked (slug text, voter_key text)")
         with connection.cursor().copy("COPY acked (slug, voter_key) FROM STDIN") as copy:

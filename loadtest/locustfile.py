@@ -1,16 +1,24 @@
-"""CrowdTick's load: phones in a hall, programs on the API, big screens, and now and then a new poll.
+"""CrowdTick's load, two profiles. The hall: phones in a hall, programs on the API, big screens, and
+now and then a new poll. The public site: visitors who create polls, vote and read results over
+thousands of polls (LOADTEST_MIX "visitor=1", LOADTEST_PROFILE "public").
 
 Run by `make loadtest` (loadtest/run.py) and the CI smoke test, which set these environment
 variables (master and workers read the same ones):
 
     LOADTEST_OUT            run directory: the seeded polls (polls.json), acknowledged votes
-                            (acks-<pid>.tsv) and one record per measured step (steps.jsonl)
-    LOADTEST_MIX            user weights, default "voter=70,api=10,viewer=19,creator=1"
+                            (acks-<pid>.tsv), polls created (created-<pid>.tsv) and one record
+                            per measured step (steps.jsonl, or LOADTEST_RECORD)
+    LOADTEST_RECORD         the file of the step records in LOADTEST_OUT (default steps.jsonl)
+    LOADTEST_PROFILE        "hall" (default): polls created during the run join at the last rank of
+                            attention; "public": at a random rank (loadtest/pollbook.py)
+    LOADTEST_MIX            user weights, default "voter=70,api=10,viewer=19,creator=1";
+                            "visitor=1" is the public site's
     LOADTEST_STEPS          users per step, default "100,250,500,1000,2000,4000"
     LOADTEST_STEP_SECONDS   measured seconds per step (default 60), after
     LOADTEST_SETTLE_SECONDS seconds at the step's user count before measuring (default 10)
     LOADTEST_SPAWN_RATE     users started per second between steps (default 100)
-    LOADTEST_WAIT_SCALE     multiplies every think time (default 1: people read, think and tap)
+    LOADTEST_WAIT_SCALE     multiplies every think time (default 1: people read, think and tap;
+                            0: a closed loop, each user's next request as soon as the last is answered)
     LOADTEST_ROUND_SECONDS  a new question every so many seconds (default 60, times the wait scale):
                             the hall's voters all answer it within seconds of each other
     LOADTEST_RUN_ID         prefix of the API voters' keys, unique per run
@@ -19,7 +27,6 @@ Every user talks to the site over HTTP and WebSockets only, like a browser or a 
 """
 
 import heapq
-import json
 import os
 import random
 import re
@@ -36,6 +43,8 @@ import websocket  # websocket-client: blocking sockets, which gevent (Locust) ma
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadtest.pollbook import Poll, PollBook  # noqa: E402
+from loadtest.site import CHOICE_INPUT, MANAGE_LOCATION  # noqa: E402
 from loadtest.stepstats import WS, Collector, append_record, window_start  # noqa: E402
 
 # The master drops a worker after this many missed 1 s heartbeats (Locust's default: 3). On a
@@ -43,6 +52,8 @@ from loadtest.stepstats import WS, Collector, append_record, window_start  # noq
 locust.runners.HEARTBEAT_LIVENESS = 30
 
 OUT = Path(os.environ.get("LOADTEST_OUT", "loadtest-run"))
+RECORD = OUT / os.environ.get("LOADTEST_RECORD", "steps.jsonl")
+PROFILE = os.environ.get("LOADTEST_PROFILE", "hall")
 RUN_ID = os.environ.get("LOADTEST_RUN_ID") or uuid.uuid4().hex[:8]
 WAIT_SCALE = float(os.environ.get("LOADTEST_WAIT_SCALE", "1"))
 ROUND_SECONDS = float(os.environ.get("LOADTEST_ROUND_SECONDS", "60")) * WAIT_SCALE
@@ -56,9 +67,7 @@ PUSH_DEADLINE_SECONDS = 10.0
 VOTER_COOKIE = "ct_voter"
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-CHOICE_INPUT = re.compile(r'name="choice" value="(\d+)"')
 VERSION = re.compile(r'data-version="(\d+)"')
-MANAGE_LOCATION = re.compile(r"/p/([^/]+)/manage/")
 
 
 def pause(low: float, high: float) -> None:
@@ -72,7 +81,9 @@ def think(low: float, high: float):
 def until_the_next_question(_user=None) -> float:
     """A hall's rhythm: the speaker asks a new question every ROUND_SECONDS and each person reacts
     2–15 s later, so the votes arrive all at once, as they do at a keynote. Rounds follow the wall
-    clock, which every Locust process shares."""
+    clock, which every Locust process shares. With no think time (a closed loop) there are no rounds."""
+    if ROUND_SECONDS <= 0:
+        return 0.0
     now = time.time()
     next_round = (now // ROUND_SECONDS + 1) * ROUND_SECONDS
     return next_round - now + random.uniform(2, 15) * WAIT_SCALE
@@ -83,7 +94,7 @@ def parse_mix(text: str) -> dict[str, int]:
     for part in text.split(","):
         name, _, weight = part.partition("=")
         mix[name.strip()] = int(weight)
-    unknown = set(mix) - {"voter", "api", "viewer", "creator"}
+    unknown = set(mix) - {"voter", "api", "viewer", "creator", "visitor"}
     if unknown:
         raise ValueError(f"LOADTEST_MIX: unknown user kinds {sorted(unknown)}")
     return mix
@@ -94,64 +105,29 @@ MIX = parse_mix(os.environ.get("LOADTEST_MIX") or DEFAULT_MIX)
 
 # --- the polls ---------------------------------------------------------------------------------
 
-
-@dataclass
-class Poll:
-    slug: str
-    choice_ids: list[int]
-    max_choices: int = 1
-
-    def pick_choices(self) -> list[int]:
-        how_many = random.randint(1, self.max_choices)
-        return random.sample(self.choice_ids, how_many)
-
-
-class PollBook:
-    """The polls this process knows: the seeded ones, then those its creators made.
-
-    Attention is uneven, as in a real event: the first poll (the keynote's) draws the most
-    voters and screens, the n-th one 1/n as many.
-    """
-
-    def __init__(self) -> None:
-        self.polls: list[Poll] = []
-        self.weights: list[float] = []
-
-    def load(self, path: Path) -> None:
-        for entry in json.loads(path.read_text()):
-            self.add(Poll(slug=entry["slug"], choice_ids=entry["choice_ids"], max_choices=entry["max_choices"]))
-
-    def add(self, poll: Poll) -> None:
-        self.polls.append(poll)
-        self.weights.append(1 / len(self.polls))
-
-    def pick(self, exclude: set[str] = frozenset()) -> Poll | None:
-        open_to = [(p, w) for p, w in zip(self.polls, self.weights, strict=True) if p.slug not in exclude]
-        if not open_to:
-            return None
-        polls, weights = zip(*open_to, strict=True)
-        return random.choices(polls, weights)[0]
-
-
-POLLS = PollBook()
+# The hall: new polls join at the last rank. The public site: at a random one (loadtest/pollbook.py).
+POLLS = PollBook(new_at_random_rank=PROFILE == "public")
 if (OUT / "polls.json").exists():
     POLLS.load(OUT / "polls.json")
 
 
-class AckLog:
-    """Every vote the site acknowledged (2xx), for the integrity check after the run."""
+class RunLog:
+    """One line per event, per process (Locust forks its workers after importing this file), read after the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self._file = None
 
-    def write(self, slug: str, voter_key: str, via: str) -> None:
+    def write(self, *fields: str) -> None:
         if self._file is None:
-            # Per process: Locust forks its workers after importing this file.
-            self._file = open(OUT / f"acks-{os.getpid()}.tsv", "a", buffering=1)  # noqa: SIM115
-        self._file.write(f"{slug}\t{voter_key}\t{via}\n")
+            self._file = open(OUT / f"{self.name}-{os.getpid()}.tsv", "a", buffering=1)  # noqa: SIM115
+        self._file.write("\t".join(fields) + "\n")
 
 
-ACKS = AckLog()
+# Every vote the site acknowledged (2xx): slug, voter key, form|api; the integrity check reads them.
+ACKS = RunLog("acks")
+# Every poll created during the run: slug, form|api.
+CREATED = RunLog("created")
 
 
 # --- push latency ------------------------------------------------------------------------------
@@ -202,12 +178,114 @@ class PushMissing(Exception):
 # --- the users ---------------------------------------------------------------------------------
 
 
-class Voter(FastHttpUser):
+def form_headers(user, page_url: str) -> dict[str, str]:
+    """What a browser sends with a form it posts from `page_url` (Django checks Origin and Referer)."""
+    return {"Content-Type": "application/x-www-form-urlencoded", "Origin": user.host, "Referer": page_url}
+
+
+def csrf_token(user, path: str, *, name: str, form: str) -> str | None:
+    """Opens a page with a form, as a browser would; the form's CSRF token (and its cookie, in the jar)."""
+    with user.client.get(path, name=name, catch_response=True) as page:
+        token = CSRF_FIELD.search(page.text or "")
+        if page.status_code == 200 and not token:
+            page.failure(f"the {form} is missing")
+    return token.group(1) if token else None
+
+
+def expect_refusal(user, path: str, *, name: str, **request) -> None:
+    """The same vote again: the site must refuse it with 409."""
+    with user.client.post(path, name=name, catch_response=True, **request) as again:
+        if again.status_code == 409:
+            again.success()
+        else:
+            again.failure(f"a repeated vote answered {again.status_code}, not 409")
+
+
+def read_results(user, poll: Poll, *, api: bool) -> None:
+    if api:
+        user.client.get(f"/api/polls/{poll.slug}/results/", name="/api/polls/[id]/results/")
+    else:
+        user.client.get(f"/p/{poll.slug}/results/", name="/p/[slug]/results/")
+
+
+def vote_on_the_api(user, poll: Poll) -> dict | None:
+    """A program's vote for one of its users, with its own `voter` key; the body sent, once acknowledged."""
+    body = {"poll": poll.slug, "choices": poll.pick_choices(), "voter": f"lt-{RUN_ID}-{uuid.uuid4().hex[:20]}"}
+    with user.client.post("/api/votes/", json=body, name="/api/votes/", catch_response=True) as vote:
+        if vote.status_code != 201:
+            vote.failure(f"the vote answered {vote.status_code}: {(vote.text or '')[:120]}")
+            return None
+    ACKS.write(poll.slug, body["voter"], "api")
+    return body
+
+
+@dataclass(frozen=True)
+class FormVote:
+    """A vote the site acknowledged through the form, as sent: enough to send it again."""
+
+    path: str
+    body: str
+    headers: dict[str, str]
+
+
+class Phone:
+    """A browser's side of voting through the form, for a user class that keeps `answered`, the polls
+    its cookie jar has voted in: it answers each poll once; when it has answered them all, someone
+    new picks it up (a fresh cookie jar)."""
+
+    answered: set[str]
+
+    def poll_to_answer(self) -> Poll:
+        poll = POLLS.pick(exclude=self.answered)
+        if poll is None:
+            self.client.cookiejar.clear()
+            self.answered.clear()
+            poll = POLLS.pick()
+        return poll
+
+    def vote_on_the_page(self, poll: Poll, *, reading: tuple[float, float]) -> FormVote | None:
+        """Opens the poll's page (the CSRF token), reads for `reading` seconds, votes as htmx does."""
+        page_url = f"{self.host}/p/{poll.slug}/"
+        token = csrf_token(self, f"/p/{poll.slug}/", name="/p/[slug]/", form="poll page's vote form")
+        if not token:
+            return None
+        pause(*reading)
+        sent = FormVote(
+            path=f"/p/{poll.slug}/vote/",
+            body=urlencode([("csrfmiddlewaretoken", token)] + [("choice", c) for c in poll.pick_choices()]),
+            headers={
+                **form_headers(self, page_url),
+                "HX-Request": "true",
+                "HX-Current-URL": page_url,
+                "HX-Target": "poll-body",
+            },
+        )
+        with self.client.post(
+            sent.path, data=sent.body, headers=sent.headers, name="/p/[slug]/vote/", catch_response=True
+        ) as vote:
+            version = VERSION.search(vote.text or "") if vote.status_code == 200 else None
+            if vote.status_code == 200 and not version:
+                vote.failure("the vote's answer shows no results")
+        if not version:
+            return None
+        self.answered.add(poll.slug)
+        ACKS.write(poll.slug, self.voter_key(), "form")
+        SCREENS.vote_acknowledged(poll.slug, int(version.group(1)), time.monotonic())
+        return sent
+
+    def voter_key(self) -> str:
+        """The key inside the signed voter cookie ("key:timestamp:signature")."""
+        for cookie in self.client.cookiejar:
+            if cookie.name == VOTER_COOKIE:
+                return cookie.value.strip('"').split(":")[0]
+        return ""
+
+
+class Voter(Phone, FastHttpUser):
     """A phone in the hall: at each new question opens a poll, votes through the form as htmx does,
     sometimes taps again.
 
-    The phone keeps its cookies (CSRF and the signed voter cookie) and answers each poll once;
-    when it has answered them all, someone new picks it up (a fresh cookie jar).
+    The phone keeps its cookies (CSRF and the signed voter cookie) and answers each poll once.
     """
 
     weight = MIX.get("voter", 0)
@@ -216,64 +294,22 @@ class Voter(FastHttpUser):
     connection_timeout = 10.0
 
     def on_start(self) -> None:
-        self.answered: set[str] = set()
+        self.answered = set()
         time.sleep(until_the_next_question())
 
     @task
     def answer_a_poll(self) -> None:
-        poll = POLLS.pick(exclude=self.answered)
-        if poll is None:
-            self.client.cookiejar.clear()
-            self.answered.clear()
-            poll = POLLS.pick()
-        page_url = f"{self.host}/p/{poll.slug}/"
-        with self.client.get(f"/p/{poll.slug}/", name="/p/[slug]/", catch_response=True) as page:
-            token = CSRF_FIELD.search(page.text or "")
-            if page.status_code == 200 and not token:
-                page.failure("the poll page has no vote form")
-        if not token:
+        poll = self.poll_to_answer()
+        sent = self.vote_on_the_page(poll, reading=(1, 5))  # reads the question, picks an answer
+        if sent is None:
             return
-        pause(1, 5)  # reads the question, picks an answer
-        body = urlencode([("csrfmiddlewaretoken", token.group(1))] + [("choice", c) for c in poll.pick_choices()])
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Origin": self.host,
-            "Referer": page_url,
-            "HX-Request": "true",
-            "HX-Current-URL": page_url,
-            "HX-Target": "poll-body",
-        }
-        vote_path = f"/p/{poll.slug}/vote/"
-        with self.client.post(
-            vote_path, data=body, headers=headers, name="/p/[slug]/vote/", catch_response=True
-        ) as vote:
-            version = VERSION.search(vote.text or "") if vote.status_code == 200 else None
-            if vote.status_code == 200 and not version:
-                vote.failure("the vote's answer shows no results")
-        if not version:
-            return
-        self.answered.add(poll.slug)
-        ACKS.write(poll.slug, self.voter_key(), "form")
-        SCREENS.vote_acknowledged(poll.slug, int(version.group(1)), time.monotonic())
-
         if random.random() < AGAIN_SHARE:
             pause(1, 3)
             name = "/p/[slug]/vote/ (again: 409 expected)"
-            with self.client.post(vote_path, data=body, headers=headers, name=name, catch_response=True) as again:
-                if again.status_code == 409:
-                    again.success()
-                else:
-                    again.failure(f"a repeated vote answered {again.status_code}, not 409")
+            expect_refusal(self, sent.path, name=name, data=sent.body, headers=sent.headers)
         if random.random() < RESULTS_SHARE:
             pause(1, 3)
-            self.client.get(f"/p/{poll.slug}/results/", name="/p/[slug]/results/")
-
-    def voter_key(self) -> str:
-        """The key inside the signed voter cookie ("key:timestamp:signature")."""
-        for cookie in self.client.cookiejar:
-            if cookie.name == VOTER_COOKIE:
-                return cookie.value.strip('"').split(":")[0]
-        return ""
+            read_results(self, poll, api=False)
 
 
 class ApiVoter(FastHttpUser):
@@ -287,21 +323,13 @@ class ApiVoter(FastHttpUser):
     @task
     def vote(self) -> None:
         poll = POLLS.pick()
-        body = {"poll": poll.slug, "choices": poll.pick_choices(), "voter": f"lt-{RUN_ID}-{uuid.uuid4().hex[:20]}"}
-        with self.client.post("/api/votes/", json=body, name="/api/votes/", catch_response=True) as vote:
-            if vote.status_code != 201:
-                vote.failure(f"the vote answered {vote.status_code}: {(vote.text or '')[:120]}")
-                return
-        ACKS.write(poll.slug, body["voter"], "api")
+        body = vote_on_the_api(self, poll)
+        if body is None:
+            return
         if random.random() < AGAIN_SHARE:
-            name = "/api/votes/ (again: 409 expected)"
-            with self.client.post("/api/votes/", json=body, name=name, catch_response=True) as again:
-                if again.status_code == 409:
-                    again.success()
-                else:
-                    again.failure(f"a repeated vote answered {again.status_code}, not 409")
+            expect_refusal(self, "/api/votes/", name="/api/votes/ (again: 409 expected)", json=body)
         if random.random() < RESULTS_SHARE:
-            self.client.get(f"/api/polls/{poll.slug}/results/", name="/api/polls/[id]/results/")
+            read_results(self, poll, api=True)
 
 
 class Viewer(FastHttpUser):
@@ -417,6 +445,61 @@ class Viewer(FastHttpUser):
         self.shown_version = -1
 
 
+def create_a_poll(user, *, typing: tuple[float, float]) -> None:
+    """A new poll, half on the landing page's form (typed in for `typing` seconds), half on the API."""
+    question = f"Load test {RUN_ID}: which talk next?"
+    choices = ["Databases", "WebSockets", "Accessibility", "Caching"]
+    via = random.choice(("api", "form"))
+    if via == "api":
+        poll = create_on_the_api(user, question, choices)
+    else:
+        poll = create_on_the_page(user, question, choices, typing=typing)
+    if poll:
+        POLLS.add(poll)
+        CREATED.write(poll.slug, via)
+
+
+def create_on_the_page(user, question: str, choices: list[str], *, typing: tuple[float, float]) -> Poll | None:
+    token = csrf_token(user, "/", name="/", form="landing page's create form")
+    if not token:
+        return None
+    pause(*typing)
+    body = urlencode(
+        [("csrfmiddlewaretoken", token), ("question", question)]
+        + [("choices", text) for text in choices]
+        + [("results_visibility", "always"), ("dedupe", "browser")]
+    )
+    with user.client.post(
+        "/polls/new/",
+        data=body,
+        headers=form_headers(user, f"{user.host}/"),
+        name="/polls/new/",
+        allow_redirects=False,
+        catch_response=True,
+    ) as created:
+        location = created.headers.get("Location", "") if created.status_code == 302 else ""
+        slug = MANAGE_LOCATION.search(location)
+        if not slug:
+            created.failure(f"creating a poll answered {created.status_code}, not a redirect to its owner page")
+            return None
+        created.success()
+    user.client.get(location, name="/p/[slug]/manage/[token]/")
+    page = user.client.get(f"/p/{slug.group(1)}/", name="/p/[slug]/")
+    choice_ids = [int(value) for value in CHOICE_INPUT.findall(page.text or "")]
+    return Poll(slug=slug.group(1), choice_ids=choice_ids) if choice_ids else None
+
+
+def create_on_the_api(user, question: str, choices: list[str]) -> Poll | None:
+    with user.client.post(
+        "/api/polls/", json={"question": question, "choices": choices}, name="/api/polls/", catch_response=True
+    ) as created:
+        if created.status_code != 201:
+            created.failure(f"creating a poll answered {created.status_code}: {(created.text or '')[:120]}")
+            return None
+        data = created.json()
+    return Poll(slug=data["id"], choice_ids=[choice["id"] for choice in data["choices"]])
+
+
 class Creator(FastHttpUser):
     """Now and then someone creates a poll: a person on the landing page, or a program on the API."""
 
@@ -426,58 +509,38 @@ class Creator(FastHttpUser):
     connection_timeout = 10.0
 
     @task
-    def create_a_poll(self) -> None:
-        question = f"Load test {RUN_ID}: which talk next?"
-        choices = ["Databases", "WebSockets", "Accessibility", "Caching"]
-        poll = (
-            self.create_on_the_api(question, choices)
-            if random.random() < 0.5
-            else self.create_on_the_page(question, choices)
-        )
-        if poll:
-            POLLS.add(poll)
+    def create(self) -> None:
+        create_a_poll(self, typing=(5, 15))  # types the question and the choices
 
-    def create_on_the_page(self, question: str, choices: list[str]) -> Poll | None:
-        with self.client.get("/", name="/", catch_response=True) as landing:
-            token = CSRF_FIELD.search(landing.text or "")
-            if landing.status_code == 200 and not token:
-                landing.failure("the landing page has no create form")
-        if not token:
-            return None
-        pause(5, 15)  # types the question and the choices
-        body = urlencode(
-            [("csrfmiddlewaretoken", token.group(1)), ("question", question)]
-            + [("choices", text) for text in choices]
-            + [("results_visibility", "always"), ("dedupe", "browser")]
-        )
-        headers = {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Origin": self.host,
-            "Referer": f"{self.host}/",
-        }
-        with self.client.post(
-            "/polls/new/", data=body, headers=headers, name="/polls/new/", allow_redirects=False, catch_response=True
-        ) as created:
-            location = created.headers.get("Location", "") if created.status_code == 302 else ""
-            slug = MANAGE_LOCATION.search(location)
-            if not slug:
-                created.failure(f"creating a poll answered {created.status_code}, not a redirect to its owner page")
-                return None
-            created.success()
-        self.client.get(location, name="/p/[slug]/manage/[token]/")
-        page = self.client.get(f"/p/{slug.group(1)}/", name="/p/[slug]/")
-        choice_ids = [int(value) for value in CHOICE_INPUT.findall(page.text or "")]
-        return Poll(slug=slug.group(1), choice_ids=choice_ids) if choice_ids else None
 
-    def create_on_the_api(self, question: str, choices: list[str]) -> Poll | None:
-        with self.client.post(
-            "/api/polls/", json={"question": question, "choices": choices}, name="/api/polls/", catch_response=True
-        ) as created:
-            if created.status_code != 201:
-                created.failure(f"creating a poll answered {created.status_code}: {(created.text or '')[:120]}")
-                return None
-            data = created.json()
-        return Poll(slug=data["id"], choice_ids=[choice["id"] for choice in data["choices"]])
+class Visitor(Phone, FastHttpUser):
+    """Someone on a public polling site: creates a poll, votes, reads results, in the ratio 1 : 5 : 3,
+    1–5 s apart. Half of each goes through the pages (the vote as htmx sends it, the landing page's
+    form), half through the JSON API. The polls are every poll this process knows, seeded or created
+    during the run, with the public site's long tail of attention (loadtest/pollbook.py)."""
+
+    weight = MIX.get("visitor", 0)
+    wait_time = think(1, 5)
+    network_timeout = 20.0
+    connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        self.answered = set()
+
+    @task(1)
+    def create(self) -> None:
+        create_a_poll(self, typing=(0, 0))  # the 1–5 s before the next action is all the time it takes
+
+    @task(5)
+    def vote(self) -> None:
+        if random.random() < 0.5:
+            self.vote_on_the_page(self.poll_to_answer(), reading=(0, 0))
+        else:
+            vote_on_the_api(self, POLLS.pick())
+
+    @task(3)
+    def read(self) -> None:
+        read_results(self, POLLS.pick(), api=random.random() < 0.5)
 
 
 # A kind weighted 0 in LOADTEST_MIX is left out of the run entirely.
@@ -485,6 +548,7 @@ Voter.abstract = MIX.get("voter", 0) <= 0
 ApiVoter.abstract = MIX.get("api", 0) <= 0
 Viewer.abstract = MIX.get("viewer", 0) <= 0
 Creator.abstract = MIX.get("creator", 0) <= 0
+Visitor.abstract = MIX.get("visitor", 0) <= 0
 
 
 # --- measuring each step -----------------------------------------------------------------------
@@ -594,10 +658,11 @@ class SteppedLoad(LoadTestShape):
             "ended_at": time.time(),
             **summary,
         }
-        append_record(OUT / "steps.jsonl", record)
+        append_record(RECORD, record)
         http = summary["http"]
+        window = f"step {record['step']}" if RECORD.name == "steps.jsonl" else RECORD.stem  # e.g. the mix ceiling
         print(
-            f"loadtest: step {record['step']} at {users} users: {http['rps']:.0f} req/s, "
+            f"loadtest: {PROFILE} {window} at {users} users: {http['rps']:.0f} req/s, "
             f"p50 {http['p50']} ms, p95 {http['p95']} ms, p99 {http['p99']} ms, "
             f"errors {summary['all']['error_pct']:.2f}%",
             flush=True,

@@ -2,7 +2,8 @@
 """Writes REPORT.md and its charts from a run directory of loadtest/run.py.
 
 Usage: python loadtest/report.py RUN_DIR [--out docs/loadtest]
-Reads meta.json, steps.jsonl (one record per measured step) and samples.jsonl (CPU and memory
+RUN_DIR holds a directory per profile run (hall/, public/), or is one profile's own directory.
+Each has meta.json, steps.jsonl (one record per measured step) and samples.jsonl (CPU and memory
 each second); notes kept by hand in loadtest/NOTES.md are appended as the reading of the figures.
 """
 
@@ -23,6 +24,13 @@ from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = ROOT / "loadtest" / "NOTES.md"
 PUSH = "WS push: vote acknowledged → shown"
+PROFILE_TITLES = {"hall": "Hall", "public": "Public site"}
+# The public site's actions, by the names Locust records them under.
+CREATES = ("POST /polls/new/", "POST /api/polls/")
+FORM_VOTE, API_VOTE = "POST /p/[slug]/vote/", "POST /api/votes/"
+PAGE_READ, API_READ = "GET /p/[slug]/results/", "GET /api/polls/[id]/results/"
+# Roles every CPU table lists, sampled or not: their work follows the polls with votes, not the requests.
+WATCHED_ROLES = ("broadcaster", "celery worker")
 SLOW_MS = 200
 TARGET_P95_AT_1000_MS = 50
 TARGET_RATIO_2000_TO_100 = 1.5
@@ -50,9 +58,25 @@ def load(run_dir: Path) -> tuple[dict, list[dict], list[dict]]:
         step["burst"] = busiest_window(samples, step["started_at"], step["ended_at"])
         step["peak_second"] = busiest_window(samples, step["started_at"], step["ended_at"], seconds=1)
         step["nginx"] = percentiles([ms for t, ms in served if step["started_at"] <= t < step["ended_at"]])
-    if meta.get("ceiling"):
-        meta["ceiling"]["resources"] = resources(samples, meta["ceiling"]["started_at"], meta["ceiling"]["ended_at"])
+    for ceiling in (meta.get("ceiling"), meta.get("mix_ceiling")):
+        if ceiling:
+            ceiling["resources"] = resources(samples, ceiling["started_at"], ceiling["ended_at"])
     return meta, steps, samples
+
+
+def profile_of(meta: dict) -> str:
+    return meta["options"].get("profile", "hall")  # runs from before there were profiles were the hall
+
+
+def runs_in(run_dir: Path) -> dict[str, Path]:
+    """Each profile's directory: RUN_DIR itself when `run.run()` wrote it directly (the soak, the smoke tests,
+    runs from before there were profiles), else RUN_DIR/hall and RUN_DIR/public as `make loadtest` writes them."""
+    if (run_dir / "meta.json").exists():
+        return {profile_of(json.loads((run_dir / "meta.json").read_text())): run_dir}
+    runs = {profile: run_dir / profile for profile in PROFILE_TITLES if (run_dir / profile / "meta.json").exists()}
+    if not runs:
+        raise FileNotFoundError(f"no meta.json in {run_dir}, nor in its hall/ or public/")
+    return runs
 
 
 def resources(samples: list[dict], start: float, end: float) -> dict:
@@ -171,7 +195,7 @@ def saturation(step: dict) -> str:
         return "no resource samples for this step"
     cores = res["machine_cores"]
     top = [(role, entry) for role, entry in res["roles"].items() if entry["cores"] >= 0.05][:4]
-    parts = ", ".join(f"{role} {entry['cores']:.2f}" for role, entry in top)
+    parts = ", ".join(f"{role} {entry['cores']:.2f}" for role, entry in top) or "no process of the run above 0.05"
     pegged = [
         f"a {role} process at {entry['hottest']:.0%} of a core"
         for role, entry in res["roles"].items()
@@ -244,23 +268,48 @@ def verdicts(meta: dict, steps: list[dict]) -> list[str]:
             )
     else:
         lines.append("- p95 at 2,000 users vs 100 users: not measured in this run (it needs both steps).")
+    return lines + slow_step_lines(steps)
+
+
+def public_verdicts(meta: dict, steps: list[dict]) -> list[str]:
+    """The public site has no target of its own yet: what it held, where it slowed, and that it was real."""
+    integrity = meta.get("integrity") or {}
+    requests = sum(step["all"]["requests"] for step in steps)
+    failures = sum(step["all"]["failures"] for step in steps)
+    created = meta.get("created") or {}
+    error_pct = 100 * failures / requests if requests else 0.0
+    lines = [
+        f"- Over all steps **{failures:,}** errors in {requests:,} requests ({error_pct:.2f}%); "
+        f"integrity **{'exact' if integrity.get('exact') else 'NOT exact'}** over "
+        f"{integrity.get('acknowledged', 0):,} acknowledged votes in {integrity.get('polls', 0):,} polls; "
+        f"{sum(created.values()):,} polls created during the run on top of {meta['options']['polls']:,} seeded; "
+        f"rate limits {'off' if rate_limits_off(meta['options']) else 'on'}."
+    ]
+    return lines + slow_step_lines(steps)
+
+
+def slow_step_lines(steps: list[dict]) -> list[str]:
     slow = next((step for step in steps if (step["http"]["p95"] or 0) > SLOW_MS), None)
     if slow:
-        lines.append(
+        return [
             f"- p95 first passes {SLOW_MS} ms at **{slow['users']:,} users** "
             f"(p95 {fmt_ms(slow['http']['p95'])} ms). What saturated there: {saturation(slow)}."
-        )
-    elif steps:
+        ]
+    if steps:
         last = steps[-1]
-        lines.append(
+        return [
             f"- p95 never passed {SLOW_MS} ms in this run; at the last step ({last['users']:,} users) it was "
             f"{fmt_ms(last['http']['p95'])} ms, and {saturation(last)}."
-        )
-    return lines
+        ]
+    return []
 
 
-def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
+def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[tuple[str, str]]:
+    """The profile's charts, as (file name, title); the hall's keep their names, the public site's start with
+    "public-"."""
     users = [step["users"] for step in steps]
+    hall = profile_of(meta) == "hall"
+    prefix, who = ("", "") if hall else (f"{profile_of(meta)}-", f"{PROFILE_TITLES[profile_of(meta)]}: ")
 
     def axes(title: str, ylabel: str):
         figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -274,41 +323,45 @@ def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
         axis.grid(True, which="both", alpha=0.3)
         return figure, axis
 
-    def save(figure, name: str) -> str:
+    def save(figure, name: str, title: str) -> tuple[str, str]:
         figure.tight_layout()
-        figure.savefig(out_dir / name)
+        figure.savefig(out_dir / f"{prefix}{name}")
         plt.close(figure)
-        return name
+        return f"{prefix}{name}", f"{who}{title}"
 
     names = []
-    figure, axis = axes("HTTP latency percentiles (all endpoints)", "milliseconds")
+    figure, axis = axes(f"{who}HTTP latency percentiles (all endpoints)", "milliseconds")
     for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
         axis.plot(users, [step["http"][key] for step in steps], style, label=key)
-    axis.axhline(TARGET_P95_AT_1000_MS, color="green", linestyle=":", label=f"{TARGET_P95_AT_1000_MS} ms")
+    if hall:  # the hall's target (DESIGN.md)
+        axis.axhline(TARGET_P95_AT_1000_MS, color="green", linestyle=":", label=f"{TARGET_P95_AT_1000_MS} ms")
     axis.axhline(SLOW_MS, color="red", linestyle=":", label=f"{SLOW_MS} ms")
     axis.set_yscale("log")
     axis.legend()
-    names.append(save(figure, "latency.png"))
+    names.append(save(figure, "latency.png", "Latency percentiles vs users"))
 
-    figure, axis = axes("Throughput", "HTTP requests per second")
+    figure, axis = axes(f"{who}Throughput", "HTTP requests per second")
     axis.plot(users, [step["http"]["rps"] for step in steps], "o-", label="served (all HTTP)")
     if meta.get("ceiling"):
         axis.axhline(meta["ceiling"]["rps"], color="gray", linestyle="--", label="/healthz ceiling")
+    if meta.get("mix_ceiling"):
+        axis.axhline(meta["mix_ceiling"]["rps"], color="gray", linestyle=":", label="mix ceiling (no think time)")
     axis.set_yscale("log")  # the ceiling and a calm step differ by orders of magnitude
     axis.legend()
-    names.append(save(figure, "throughput.png"))
+    names.append(save(figure, "throughput.png", "Throughput vs users"))
 
-    figure, axis = axes("Errors", "% of requests, sockets and pushes failed")
+    figure, axis = axes(f"{who}Errors", "% of requests, sockets and pushes failed")
     axis.plot(users, [step["all"]["error_pct"] for step in steps], "o-", color="crimson")
     axis.set_ylim(bottom=0, top=max(1.0, max(step["all"]["error_pct"] for step in steps) * 1.2))
-    names.append(save(figure, "errors.png"))
+    names.append(save(figure, "errors.png", "Error % vs users"))
 
-    figure, axis = axes("Push latency: vote acknowledged → shown on a live screen", "milliseconds")
-    for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
-        axis.plot(users, [push_series(step).get(key) for step in steps], style, label=key)
-    axis.set_ylim(bottom=0)
-    axis.legend()
-    names.append(save(figure, "push_latency.png"))
+    if any(push_series(step) for step in steps):  # the hall's live screens; the public site has none
+        figure, axis = axes("Push latency: vote acknowledged → shown on a live screen", "milliseconds")
+        for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
+            axis.plot(users, [push_series(step).get(key) for step in steps], style, label=key)
+        axis.set_ylim(bottom=0)
+        axis.legend()
+        names.append(save(figure, "push_latency.png", "Push latency vs users"))
 
     roles = []
     for step in steps:
@@ -317,7 +370,7 @@ def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
                 roles.append(role)
     if roles:
         figure, axis = plt.subplots(figsize=(8, 4.5), dpi=110)
-        axis.set_title(f"CPU by process role (cores; the machine has {meta['machine']['cores']})")
+        axis.set_title(f"{who}CPU by process role (cores; the machine has {meta['machine']['cores']})")
         positions = range(len(users))
         bottom = [0.0] * len(users)
         for role in roles:
@@ -333,18 +386,16 @@ def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[str]:
         axis.set_xlabel("users")
         axis.set_ylabel("cores")
         axis.legend(fontsize=7, loc="upper left")
-        names.append(save(figure, "cpu.png"))
+        names.append(save(figure, "cpu.png", "CPU by process vs users"))
     return names
 
 
-def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
-    options = meta["options"]
-    machine = meta["machine"]
-    integrity = meta.get("integrity") or {}
-    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta["started_at"]))
-    duration = (meta["ended_at"] - meta["started_at"]) / 60
-    # Runs made before question rounds existed spread their votes over 30–60 s instead.
-    round_seconds = options.get("round_seconds", 60) * options["wait_scale"]
+def render(runs: dict[str, tuple[dict, list[dict]]], chart_names: dict[str, list[tuple[str, str]]]) -> str:
+    """The report of one run of `make loadtest`: `runs` holds each profile's meta and steps, in the order run."""
+    metas = [meta for meta, _ in runs.values()]
+    options, machine = metas[0]["options"], metas[0]["machine"]
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(min(meta["started_at"] for meta in metas)))
+    duration = (max(meta["ended_at"] for meta in metas) - min(meta["started_at"] for meta in metas)) / 60
     lines = ["# Load test report", ""]
     if options.get("label"):
         lines += [f"> **{options['label']}**", ""]
@@ -354,89 +405,221 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
         f"Python {machine['python']}, {machine['locust']}, PostgreSQL {machine['postgres']}, "
         f"{machine['redis'].split(' sha=')[0]}, {machine['nginx']}.",
         "",
+    ]
+    if len(runs) > 1:
+        lines += [
+            f"The {' and the '.join(PROFILE_TITLES[profile].lower() for profile in runs)} ran one after the other, "
+            "each on a stack of its own started fresh (the same database and Redis).",
+            "",
+        ]
+    for profile, (meta, _) in runs.items():
+        lines += [f"**{PROFILE_TITLES[profile]}.** {plan_line(meta['options'])}", ""]
+    lines += ["## Verdict", ""]
+    for profile, (meta, steps) in runs.items():
+        lines += [f"**{PROFILE_TITLES[profile]}**", ""]
+        lines += verdicts(meta, steps) if profile == "hall" else public_verdicts(meta, steps)
+        lines.append("")
+    lines += side_by_side(runs)
+    lines += ceilings(runs)
+    lines += what_ran(runs)
+    for profile, (meta, steps) in runs.items():
+        lines += profile_sections(meta, steps, chart_names.get(profile, []))
+    if NOTES.exists():
+        lines += [NOTES.read_text().strip(), ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```",
+        options["command"],
+        "```",
+        "",
+        "`make loadtest` needs PostgreSQL and Redis on 127.0.0.1 and nginx (wrk is used for the /healthz ceiling "
+        "when installed). `DATABASE_URL` and `REDIS_URL` choose the database; `LOADTEST_ARGS` passes options to "
+        "`loadtest/run.py` (`--profile hall|public|both`; `--help` lists them). The raw data of a run (every step's "
+        "record and every CPU sample, per profile) stays in its run directory; `python loadtest/report.py RUN_DIR` "
+        "rewrites this report from it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plan_line(options: dict) -> str:
+    """How a profile's steps ran; runs made before question rounds existed have no round_seconds."""
+    rounds = options.get("align_to_rounds") and options.get("profile", "hall") == "hall"
+    seeded = "through the API" if options.get("seed_via") == "api" else "through the landing page's form"
+    return (
         f"Steps: {', '.join(f'{n:,}' for n in options['steps'])} users; each step ramps at "
         f"{options['spawn_rate']:g} users/s, settles {options['settle_seconds']:g} s, then is measured for "
         f"{options['step_seconds']:g} s"
-        + (
-            f", from the start of the next question round (one every {options['round_seconds']:g} s)"
-            if options.get("align_to_rounds")
-            else ""
-        )
-        + f". User mix (weights): `{options['mix']}`; "
-        f"think times × {options['wait_scale']:g}. "
-        f"{options['polls']} polls seeded.",
+        + (f", from the start of the next question round (one every {options['round_seconds']:g} s)" if rounds else "")
+        + f". User mix (weights): `{options['mix']}`; think times × {options['wait_scale']:g}. "
+        f"{options['polls']:,} polls seeded {seeded}."
+    )
+
+
+def side_by_side(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
+    lines = [
+        "## The profiles side by side",
         "",
-        "## Verdict",
+        "HTTP requests per second and their latency percentiles per step; errors count failed requests, sockets "
+        "and pushes. Integrity is checked once per profile, after its last step, over every vote acknowledged in it.",
         "",
-        *verdicts(meta, steps),
+    ]
+    for profile, (meta, steps) in runs.items():
+        mark = integrity_mark(meta.get("integrity") or {})
+        lines += [
+            f"### {PROFILE_TITLES[profile]}",
+            "",
+            "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | integrity |",
+            "|" + " ---: |" * 7 + " --- |",
+        ]
+        for step in steps:
+            lines.append(
+                f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
+                f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
+                f"| {step['all']['error_pct']:.2f} | {mark} |"
+            )
+        lines.append("")
+    return lines
+
+
+def integrity_mark(integrity: dict) -> str:
+    if not integrity:
+        return "not checked"
+    return "exact ✔" if integrity["exact"] else "NOT exact ✘"
+
+
+def ceilings(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
+    lines = [
+        "## Ceilings (same run)",
         "",
+        "The /healthz ceiling is what the stack answers when every request is the cheapest one. A mix ceiling is "
+        "the profile's own users with no think time: each sends its next request as soon as its last is answered "
+        "(a closed loop), so it is what the stack serves of that mix at most, with Locust on the same cores. "
+        "Both are measured before the steps and without rate limits, as each profile's note below says: a closed "
+        "loop from one address is what they exist to refuse.",
+        "",
+        "| profile | /healthz req/s | machine CPU | mix ceiling req/s | users | p50 ms | p95 ms | p99 ms | errors "
+        "| error % | machine CPU |",
+        "| --- |" + " ---: |" * 10,
+    ]
+    notes = []
+    for profile, (meta, _) in runs.items():
+        health, mix = meta.get("ceiling"), meta.get("mix_ceiling")
+        if not health and not mix:
+            lines.append(f"| {PROFILE_TITLES[profile]} | skipped |" + " |" * 9)
+            continue
+        cells = [PROFILE_TITLES[profile]]
+        if health:
+            cells += [f"{health['rps']:,.0f}", busy_pct(health.get("resources"))]
+            notes.append(
+                f"{PROFILE_TITLES[profile]}: /healthz for {health['seconds']} s with {health['tool']} "
+                f"({health['failures']:,} failures)"
+            )
+        else:
+            cells += ["skipped", ""]
+        if mix:
+            http = mix["http"]
+            cells += [
+                f"{mix['rps']:,.0f}",
+                f"{mix['users']:,}",
+                fmt_ms(http["p50"]),
+                fmt_ms(http["p95"]),
+                fmt_ms(http["p99"]),
+                f"{mix['all']['failures']:,}",
+                f"{mix['all']['error_pct']:.2f}",
+                busy_pct(mix.get("resources")),
+            ]
+            notes.append(
+                f"{PROFILE_TITLES[profile]}: mix `{mix['mix']}` for {mix['seconds']:.0f} s, "
+                + (
+                    "on a stack started without rate limits just before the one the steps ran on"
+                    if meta.get("ceilings_apart")
+                    else "on the stack the steps then ran on, rate limits "
+                    + ("off" if rate_limits_off(meta["options"]) else "on")
+                )
+                + (
+                    "; errors seen: "
+                    + "; ".join(f"{n:,} × {message}" for message, n in list(mix["all"]["errors"].items())[:3])
+                    if mix["all"]["errors"]
+                    else ""
+                )
+            )
+        else:
+            cells += ["skipped"] + [""] * 7
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *(f"- {note}." for note in notes), ""]
+    return lines
+
+
+def busy_pct(res: dict | None) -> str:
+    return f"{res['machine_busy_pct']:.0f}%" if res else "–"
+
+
+def what_ran(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
+    lines = [
         "## What ran",
         "",
         "- **The stack** is `make stack`'s own launcher (`scripts/stack`): nginx in front of 2 gunicorn (gthread) and "
         "2 uvicorn (WebSockets) servers, Celery worker and beat, the broadcaster, PostgreSQL and Redis, all on this "
         "machine, sharing its cores with the load generator.",
-        f"- **The load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} worker processes. "
-        f"*Voter*: a phone in a hall where a new question is asked every {round_seconds:g} s (the same moment "
-        "for every phone, so the votes arrive all at once); 2–15 s after it, the phone opens a poll, reads it "
-        "(1–5 s), votes through the form as htmx does (CSRF token and cookie, `HX-Request`), taps again one time in "
-        "ten and must be refused (409), and opens the results page one time in two; when it has answered every "
-        "poll, a new person takes it. "
-        "*ApiVoter*: a program voting through `POST /api/votes/` with a unique `voter` key every 30–60 s, repeating "
-        "one vote in ten (409 expected) and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live "
-        "screen; loads the results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. *Creator*: "
-        "every 30–90 s creates a poll (the landing page's form or the API). Polls draw attention unevenly: the "
-        "n-th poll gets 1/n of the first one's.",
-        "- **Push latency**: every vote acknowledged through the form carries the tally version of its answer; one "
-        "screen of that poll (chosen at random in the same Locust process) times it from the acknowledgement to the "
-        "first push whose version includes it. A vote no push showed within 10 s counts as an error.",
-        "- **Errors** count failed HTTP requests (unexpected status, timeouts), failed or lost WebSockets and missed "
-        "pushes, over all of them. Latency percentiles are of HTTP requests, at 0.1 ms resolution.",
-        "- **Rate limits**: " + rate_limit_line(options),
-        "",
     ]
-    ceiling = meta.get("ceiling")
-    if ceiling:
-        res = ceiling.get("resources") or {}
-        lines += [
-            "## /healthz ceiling (same stack, same run)",
-            "",
-            f"{ceiling['rps']:,.0f} requests/s for {ceiling['seconds']} s with {ceiling['tool']} "
-            f"({ceiling['failures']} failures)"
-            + (f"; the machine was {res['machine_busy_pct']:.0f}% busy." if res else "."),
-            "It is what the stack answers when every request is the cheapest one: the roof for the figures below.",
-            "",
-        ]
-    lines += [
-        "## Per step",
-        "",
-        "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | push p50 ms | push p95 ms | push p99 ms "
-        f"| pushes timed | votes sent/min | nginx p95 ms | machine CPU | busiest {BURST_SECONDS} s "
-        f"| seconds ≥ {BUSY_SHARE:.0%} |",
-        "|" + " ---: |" * 16,
-    ]
-    for step in steps:
-        push = push_series(step)
-        res, burst = step.get("resources") or {}, step.get("burst") or {}
+    for profile, (meta, _) in runs.items():
+        options = meta["options"]
+        if profile == "hall":
+            # Runs made before question rounds existed spread their votes over 30–60 s instead.
+            round_seconds = options.get("round_seconds", 60) * options["wait_scale"]
+            lines.append(
+                f"- **The hall's load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} worker "
+                f"processes. *Voter*: a phone in a hall where a new question is asked every {round_seconds:g} s (the "
+                "same moment for every phone, so the votes arrive all at once); 2–15 s after it, the phone opens a "
+                "poll, reads it (1–5 s), votes through the form as htmx does (CSRF token and cookie, `HX-Request`), "
+                "taps again one time in ten and must be refused (409), and opens the results page one time in two; "
+                "when it has answered every poll, a new person takes it. *ApiVoter*: a program voting through "
+                "`POST /api/votes/` with a unique `voter` key every 30–60 s, repeating one vote in ten (409 expected) "
+                "and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live screen; loads the "
+                "results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. *Creator*: every 30–90 s "
+                "creates a poll (the landing page's form or the API). Polls draw attention unevenly: the n-th poll "
+                "gets 1/n of the first one's; a new poll takes the last rank."
+            )
+        else:
+            lines.append(
+                f"- **The public site's load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} "
+                "worker processes of *Visitors*. Each creates a poll, votes or reads results in the ratio 1 : 5 : 3, "
+                f"{1 * options['wait_scale']:g}–{5 * options['wait_scale']:g} s apart, so about a tenth of its actions "
+                "create a poll. Half of the votes go through the form as htmx sends it (`GET /p/<slug>/` for the CSRF "
+                "token, then `POST /p/<slug>/vote/` with `HX-Request`; a browser votes once per poll, then a new "
+                "person takes it), half through `POST /api/votes/` with a unique `voter` key; half of the reads are "
+                "`GET /p/<slug>/results/`, half `GET /api/polls/<id>/results/`; half of the new polls come from "
+                "`POST /api/polls/`, half from the landing page's form. Votes and reads spread over every poll a "
+                "Locust process knows (the seeded ones and those it created) with a long tail: the k-th most popular "
+                "poll draws 1/k as much as the first, and a new poll takes a random rank, so new polls get votes."
+            )
+    if "hall" in runs:
         lines.append(
-            f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
-            f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
-            f"| {step['all']['error_pct']:.2f} | {fmt_ms(push.get('p50'))} | {fmt_ms(push.get('p95'))} "
-            f"| {fmt_ms(push.get('p99'))} | {push.get('requests', 0):,} | {vote_attempts_per_minute(step):,.0f} "
-            f"| {fmt_ms(step.get('nginx', {}).get('p95'))} | {res.get('machine_busy_pct', 0):.0f}% "
-            f"| {burst.get('machine_busy_pct', 0):.0f}% "
-            f"| {burst.get('saturated_seconds', 0):.0f} |"
+            "- **Push latency** (the hall): every vote acknowledged through the form carries the tally version of its "
+            "answer; one screen of that poll (chosen at random in the same Locust process) times it from the "
+            "acknowledgement to the first push whose version includes it. A vote no push showed within 10 s counts "
+            "as an error."
         )
-    lines += ["", "## Charts", ""]
-    titles = {
-        "latency.png": "Latency percentiles vs users",
-        "throughput.png": "Throughput vs users",
-        "errors.png": "Error % vs users",
-        "push_latency.png": "Push latency vs users",
-        "cpu.png": "CPU by process vs users",
-    }
-    for name in chart_names:
-        lines += [f"![{titles[name]}]({name})", ""]
-    lines += ["## Per endpoint", ""]
+    lines.append(
+        "- **Errors** count failed HTTP requests (unexpected status, timeouts), failed or lost WebSockets and missed "
+        "pushes, over all of them. Latency percentiles are of HTTP requests, at 0.1 ms resolution."
+    )
+    for profile, (meta, _) in runs.items():
+        lines.append(f"- **Rate limits ({PROFILE_TITLES[profile].lower()})**: {rate_limit_line(meta['options'])}")
+    return [*lines, ""]
+
+
+def profile_sections(meta: dict, steps: list[dict], chart_names: list[tuple[str, str]]) -> list[str]:
+    """A profile's figures in full: per step, charts, per endpoint, CPU and memory, integrity."""
+    title = PROFILE_TITLES[profile_of(meta)]
+    lines = [f"## {title}: per step", ""]
+    lines += hall_step_table(steps) if profile_of(meta) == "hall" else public_step_table(steps)
+    lines += ["", f"## {title}: charts", ""]
+    for name, chart_title in chart_names:
+        lines += [f"![{chart_title}]({name})", ""]
+    lines += [f"## {title}: per endpoint", ""]
     for step in steps:
         lines += [
             f"### {step['users']:,} users ({step['users_running']:,} running: "
@@ -456,14 +639,7 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
         if errors:
             lines += ["", "Errors seen: " + "; ".join(f"{n:,} × {message}" for message, n in errors.items())]
         lines.append("")
-    lines += [
-        "## CPU and memory per process",
-        "",
-        "CPU in cores (1.00 = one core fully busy) over each step's measured window, summed per role; "
-        '"hottest" is the busiest single process of the role. Memory is resident (RSS), averaged over the window. '
-        "Redis is the machine's shared server; PostgreSQL counts the backends connected to the run's database.",
-        "",
-    ]
+    lines += [f"## {title}: CPU and memory per process", "", *cpu_share_table(steps), ""]
     for step in steps:
         res = step.get("resources") or {}
         if not res:
@@ -481,27 +657,117 @@ def render(meta: dict, steps: list[dict], chart_names: list[str]) -> str:
                 f"| {entry['rss_mb']:,.0f} |"
             )
         lines.append("")
-    lines += ["## Integrity", "", *integrity_lines(integrity), ""]
-    if NOTES.exists():
-        lines += [NOTES.read_text().strip(), ""]
-    lines += [
-        "## Reproduce",
-        "",
-        "```",
-        options["command"],
-        "```",
-        "",
-        "`make loadtest` needs PostgreSQL and Redis on 127.0.0.1 and nginx (wrk is used for the ceiling when "
-        "installed). `DATABASE_URL` and `REDIS_URL` choose the database; `LOADTEST_ARGS` passes options to "
-        "`loadtest/run.py` (`--help` lists them). The raw data of a run (every step's record and every CPU sample) "
-        "stays in its run directory; `python loadtest/report.py RUN_DIR` rewrites this report from it.",
-        "",
+    lines += [f"## {title}: integrity", "", *integrity_lines(meta.get("integrity") or {})]
+    if "created" in meta:
+        created = meta["created"]
+        lines.append(
+            f"Polls created during the run (the mix ceiling's included): {sum(created.values()):,} "
+            f"({created.get('form', 0):,} through the landing page's form, {created.get('api', 0):,} through the "
+            f"API), on top of {meta['options']['polls']:,} seeded."
+        )
+    return [*lines, ""]
+
+
+def hall_step_table(steps: list[dict]) -> list[str]:
+    lines = [
+        "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | push p50 ms | push p95 ms | push p99 ms "
+        f"| pushes timed | votes sent/min | nginx p95 ms | machine CPU | busiest {BURST_SECONDS} s "
+        f"| seconds ≥ {BUSY_SHARE:.0%} |",
+        "|" + " ---: |" * 16,
     ]
-    return "\n".join(lines)
+    for step in steps:
+        push = push_series(step)
+        lines.append(
+            f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
+            f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
+            f"| {step['all']['error_pct']:.2f} | {fmt_ms(push.get('p50'))} | {fmt_ms(push.get('p95'))} "
+            f"| {fmt_ms(push.get('p99'))} | {push.get('requests', 0):,} | {vote_attempts_per_minute(step):,.0f} "
+            f"| {machine_cells(step)} |"
+        )
+    return lines
+
+
+def public_step_table(steps: list[dict]) -> list[str]:
+    lines = [
+        "| users | HTTP req/s | p50 ms | p95 ms | p99 ms | errors | error % | creates/s | votes/s form / API "
+        f"| reads/s page / API | nginx p95 ms | machine CPU | busiest {BURST_SECONDS} s | seconds ≥ {BUSY_SHARE:.0%} |",
+        "|" + " ---: |" * 14,
+    ]
+    for step in steps:
+        lines.append(
+            f"| {step['users']:,} | {step['http']['rps']:,.0f} | {fmt_ms(step['http']['p50'])} "
+            f"| {fmt_ms(step['http']['p95'])} | {fmt_ms(step['http']['p99'])} | {step['all']['failures']:,} "
+            f"| {step['all']['error_pct']:.2f} | {rate(step, *CREATES):,.1f} "
+            f"| {rate(step, FORM_VOTE):,.1f} / {rate(step, API_VOTE):,.1f} "
+            f"| {rate(step, PAGE_READ):,.1f} / {rate(step, API_READ):,.1f} | {machine_cells(step)} |"
+        )
+    return lines
+
+
+def rate(step: dict, *names: str) -> float:
+    """Requests a second of these endpoints (first tries, answered or not) in the step's window."""
+    return sum(step["names"].get(name, {}).get("rps", 0.0) for name in names)
+
+
+def machine_cells(step: dict) -> str:
+    res, burst = step.get("resources") or {}, step.get("burst") or {}
+    return (
+        f"{fmt_ms(step.get('nginx', {}).get('p95'))} | {res.get('machine_busy_pct', 0):.0f}% "
+        f"| {burst.get('machine_busy_pct', 0):.0f}% | {burst.get('saturated_seconds', 0):.0f}"
+    )
+
+
+def cpu_share_table(steps: list[dict]) -> list[str]:
+    """Cores per role and step, with each role's share of all the CPU the machine used in the step's window:
+    the broadcaster's and the Celery worker's first, as the roles whose work grows with the number of polls."""
+    measured = [step for step in steps if step.get("resources")]
+    if not measured:
+        return ["No CPU samples for these steps."]
+    seen = {role for step in measured for role in step["resources"]["roles"]}
+    others = sorted(seen - set(WATCHED_ROLES), key=lambda role: -max(role_cores(step, role) for step in measured))
+    lines = [
+        "CPU by role per step: cores (1.00 = one core fully busy) over the step's measured window, and in brackets "
+        "the role's share of all the CPU the machine used in it.",
+        "",
+        "| role | " + " | ".join(f"{step['users']:,} users" for step in measured) + " |",
+        "| --- |" + " ---: |" * len(measured),
+    ]
+    for role in [*WATCHED_ROLES, *others]:
+        cells = []
+        for step in measured:
+            res = step["resources"]
+            if role not in res["roles"]:
+                cells.append("not sampled")
+                continue
+            share = role_cores(step, role) / res["machine_cores"] if res["machine_cores"] else 0.0
+            cells.append(f"{role_cores(step, role):.2f} ({share:.0%})")
+        lines.append(f"| {role} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| other processes on the machine | "
+        + " | ".join(f"{step['resources']['others_cores']:.2f}" for step in measured)
+        + " |"
+    )
+    return lines
+
+
+def role_cores(step: dict, role: str) -> float:
+    return step["resources"]["roles"].get(role, {}).get("cores", 0.0)
+
+
+def rate_limits_off(options: dict) -> bool:
+    """As crowdtick/env.py's env_bool reads RATELIMIT_ENABLE."""
+    value = options.get("stack_env", {}).get("RATELIMIT_ENABLE")
+    return value is not None and value.strip().lower() in ("0", "false", "no", "off", "")
 
 
 def rate_limit_line(options: dict) -> str:
     changed = {name: value for name, value in options.get("stack_env", {}).items() if "RATELIMIT" in name}
+    if rate_limits_off(options):
+        return (
+            "**off** (`RATELIMIT_ENABLE=0`): every user comes from 127.0.0.1, so thousands of new polls come from one "
+            "address, which the per-address limit on new polls (`RATELIMIT_POLLS_PER_ADDRESS`, 60 a minute by "
+            "default) would refuse; with the limits off, the figures are the site's work, not the limiter's refusals."
+        )
     if not changed:
         return (
             "on, at their production defaults (nothing changed): every user comes from 127.0.0.1, like a hall "
@@ -536,18 +802,27 @@ def integrity_lines(integrity: dict) -> list[str]:
     return lines
 
 
+def load_runs(run_dir: Path) -> dict[str, tuple[dict, list[dict]]]:
+    return {profile: load(path)[:2] for profile, path in runs_in(run_dir).items()}
+
+
 def write(run_dir: Path, out_dir: Path) -> Path:
-    meta, steps, _ = load(run_dir)
+    runs = load_runs(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = charts(meta, steps, out_dir) if steps else []
+    names = {profile: charts(meta, steps, out_dir) for profile, (meta, steps) in runs.items() if steps}
     path = out_dir / "REPORT.md"
-    path.write_text(render(meta, steps, names))
+    path.write_text(render(runs, names))
     return path
 
 
 def verdict_line(run_dir: Path) -> str:
-    meta, steps, _ = load(run_dir)
-    return "\n".join(["loadtest: verdict", *verdicts(meta, steps)])
+    lines = ["loadtest: verdict"]
+    for profile, (meta, steps) in load_runs(run_dir).items():
+        lines += [
+            f"{PROFILE_TITLES[profile]}:",
+            *(verdicts(meta, steps) if profile == "hall" else public_verdicts(meta, steps)),
+        ]
+    return "\n".join(lines)
 
 
 def main() -> None:

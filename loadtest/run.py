@@ -1,18 +1,37 @@
 #!/usr/bin/env python3
 """`make loadtest`: the production stack under stepped Locust load, an integrity check, the report.
 
+Two load profiles (`--profile hall|public|both`, default both):
+
+- hall: a keynote's hall. 10 seeded polls that all stay hot, a question every 60 s that every phone
+  answers at once, live screens on WebSockets, now and then a new poll. Steps 100 → 4,000 users.
+  Rate limits at their production defaults.
+- public: a public polling site. A few hundred polls seeded through the API, thousands more
+  created during the run; each visitor creates, votes and reads results in the ratio 1 : 5 : 3,
+  1–5 s apart, over every poll it knows with a long tail of attention (loadtest/pollbook.py).
+  Steps 100 → 2,000 users. Rate limits off (RATELIMIT_ENABLE=0): every poll comes from 127.0.0.1.
+
+`both` runs the hall, then the public site, each on a stack of its own started fresh (two stacks
+in sequence, the same database and Redis): the profiles differ in a setting the stack reads at
+start (the rate limits), and neither's Locust users, CPU samples or step windows can leak into
+the other's. Each profile:
+
 1. starts the stack through scripts/stack (what `make stack` runs), on free ports;
-2. seeds the event's polls through the site's own form;
-3. measures the stack's /healthz ceiling (wrk, or Locust without it) in the same run;
+2. seeds its polls (the hall: through the site's own form; the public site: through the API);
+3. measures the stack's /healthz ceiling (wrk, or Locust without it) and the profile's mix ceiling
+   (its own users, 100 of them with no think time: a closed loop) in the same run, without rate
+   limits (the hall's on a stack of their own, started just before the one its steps run on);
 4. steps the users (Locust: a master and 2 worker processes, FastHttpUser), recording per step
    requests/s, latency percentiles per endpoint, errors and push latency, while a sampler reads
    CPU and memory of every process of the stack, PostgreSQL's backends, Redis and Locust;
 5. checks every acknowledged vote is in PostgreSQL exactly once and the tallies equal the record;
-6. writes docs/loadtest/REPORT.md and its charts (loadtest/report.py).
+
+then docs/loadtest/REPORT.md and its charts show the profiles side by side (loadtest/report.py).
+The raw data of each profile is in its own directory, RUN_DIR/hall and RUN_DIR/public.
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/crowdtick_loadtest, created
-if missing) and REDIS_URL (default redis://127.0.0.1:6379/1). Rate limits stay at their
-production defaults unless --stack-env changes one, which the report then lists.
+if missing) and REDIS_URL (default redis://127.0.0.1:6379/1). Settings changed with --stack-env
+apply to both profiles; the report lists them.
 """
 
 import argparse
@@ -27,7 +46,8 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -43,10 +63,14 @@ from loadtest.stack import ROOT, Stack, free_ports  # noqa: E402
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/crowdtick_loadtest"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"  # not make stack's 0: another database's tallies
 LOCUST = Path(sys.executable).parent / "locust"
+PROFILES = ("hall", "public")
 
 
 @dataclass
 class Options:
+    """One profile's run. The defaults are the hall's; `Options.for_profile` gives the public site's."""
+
+    profile: str = "hall"
     steps: list[int] = field(default_factory=lambda: [100, 250, 500, 1000, 2000, 4000])
     step_seconds: float = 60
     settle_seconds: float = 10
@@ -56,7 +80,10 @@ class Options:
     round_seconds: float = 60
     align_to_rounds: bool = True  # each measured window starts with a question round (stepstats.window_start)
     polls: int = 10
-    ceiling_seconds: float = 10
+    seed_via: str = "form"  # or "api"
+    ceiling_seconds: float = 10  # 0 skips both ceilings
+    mix_ceiling_users: int = 100
+    mix_ceiling_seconds: float = 20
     locust_processes: int = 2
     sample_seconds: float = 1.0
     sample_uss: bool = False
@@ -67,52 +94,92 @@ class Options:
     label: str = ""
     command: str = "make loadtest"
 
+    @classmethod
+    def for_profile(cls, profile: str, **changes) -> "Options":
+        """The profile's defaults, then `changes`; the public site's stack keeps its rate limits off
+        unless `stack_env` sets RATELIMIT_ENABLE itself."""
+        if profile not in PROFILES:
+            raise ValueError(f"unknown load profile {profile!r}: {', '.join(PROFILES)}")
+        if profile == "hall":
+            return cls(profile="hall", **changes)
+        stack_env = {"RATELIMIT_ENABLE": "0", **changes.pop("stack_env", {})}
+        public = {
+            "steps": [100, 500, 1000, 2000],
+            "mix": "visitor=1",
+            "polls": 300,
+            "seed_via": "api",
+            "align_to_rounds": False,  # no question rounds on a public site
+        }
+        return cls(profile="public", **{**public, **changes, "stack_env": stack_env})
 
-def parse_args(argv: list[str] | None = None) -> Options:
-    defaults = Options()
+
+def parse_args(argv: list[str] | None = None) -> list[Options]:
+    """One Options per profile to run, in order."""
+    hall, public = Options(), Options.for_profile("public")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default=",".join(map(str, defaults.steps)), help="users per step")
-    parser.add_argument("--step-seconds", type=float, default=defaults.step_seconds, help="measured seconds a step")
-    parser.add_argument("--settle-seconds", type=float, default=defaults.settle_seconds)
-    parser.add_argument("--spawn-rate", type=float, default=defaults.spawn_rate, help="users started a second")
-    parser.add_argument("--mix", default=defaults.mix, help="user weights: voter, api, viewer, creator")
-    parser.add_argument("--wait-scale", type=float, default=defaults.wait_scale, help="multiplies think times")
-    parser.add_argument("--round-seconds", type=float, default=defaults.round_seconds, help="a question every …")
+    parser.add_argument("--profile", choices=[*PROFILES, "both"], default="both", help="both: hall, then public")
+    parser.add_argument(
+        "--steps", help=f"users per step (default: hall {joined(hall.steps)}; public {joined(public.steps)})"
+    )
+    parser.add_argument("--step-seconds", type=float, default=hall.step_seconds, help="measured seconds a step")
+    parser.add_argument("--settle-seconds", type=float, default=hall.settle_seconds)
+    parser.add_argument("--spawn-rate", type=float, default=hall.spawn_rate, help="users started a second")
+    parser.add_argument("--mix", default=hall.mix, help="the hall's user weights: voter, api, viewer, creator")
+    parser.add_argument("--wait-scale", type=float, default=hall.wait_scale, help="multiplies think times")
+    parser.add_argument("--round-seconds", type=float, default=hall.round_seconds, help="the hall: a question every …")
     parser.add_argument(
         "--no-align-to-rounds", dest="align_to_rounds", action="store_false", help="measure from any moment of a round"
     )
-    parser.add_argument("--polls", type=int, default=defaults.polls, help="polls seeded before the load")
-    parser.add_argument("--ceiling-seconds", type=float, default=defaults.ceiling_seconds, help="0 skips it")
-    parser.add_argument("--locust-processes", type=int, default=defaults.locust_processes)
+    parser.add_argument(
+        "--polls", type=int, help=f"polls seeded before the load (default: hall {hall.polls}; public {public.polls})"
+    )
+    parser.add_argument(
+        "--ceiling-seconds", type=float, default=hall.ceiling_seconds, help="/healthz ceiling; 0 skips every ceiling"
+    )
+    parser.add_argument("--mix-ceiling-seconds", type=float, default=hall.mix_ceiling_seconds, help="measured seconds")
+    parser.add_argument(
+        "--mix-ceiling-users", type=int, default=hall.mix_ceiling_users, help="users without think time"
+    )
+    parser.add_argument("--locust-processes", type=int, default=hall.locust_processes)
     parser.add_argument("--port-base", type=int, help="nginx on it, gunicorn +1 +2, ASGI +3 +4, Locust +5")
     parser.add_argument("--stack-env", action="append", default=[], metavar="NAME=VALUE", help="a setting changed")
     parser.add_argument("--run-dir", type=Path, help="raw data of the run (default: a new temporary one)")
-    parser.add_argument("--out-dir", type=Path, default=defaults.out_dir, help="where REPORT.md and charts go")
+    parser.add_argument("--out-dir", type=Path, default=hall.out_dir, help="where REPORT.md and charts go")
     parser.add_argument("--label", default="", help="a line saying what this run is, at the top of the report")
     args = parser.parse_args(argv)
-    stack_env = dict(item.split("=", 1) for item in args.stack_env)
     # The command as the report shows it: where the raw data went and the label change no figure.
     shown = without_options(argv or [], {"--run-dir", "--label"})
     command = "make loadtest" + (f" LOADTEST_ARGS={shlex.quote(shlex.join(shown))}" if shown else "")
-    return Options(
-        steps=[int(n) for n in args.steps.split(",")],
-        step_seconds=args.step_seconds,
-        settle_seconds=args.settle_seconds,
-        spawn_rate=args.spawn_rate,
-        mix=args.mix,
-        wait_scale=args.wait_scale,
-        round_seconds=args.round_seconds,
-        align_to_rounds=args.align_to_rounds,
-        polls=args.polls,
-        ceiling_seconds=args.ceiling_seconds,
-        locust_processes=args.locust_processes,
-        port_base=args.port_base,
-        stack_env=stack_env,
-        run_dir=args.run_dir,
-        out_dir=args.out_dir,
-        label=args.label,
-        command=command,
-    )
+    run_dir = args.run_dir or Path(f"/tmp/crowdtick-loadtest-{os.getuid()}") / time.strftime("%Y%m%d-%H%M%S")
+    common = {
+        "step_seconds": args.step_seconds,
+        "settle_seconds": args.settle_seconds,
+        "spawn_rate": args.spawn_rate,
+        "wait_scale": args.wait_scale,
+        "ceiling_seconds": args.ceiling_seconds,
+        "mix_ceiling_seconds": args.mix_ceiling_seconds,
+        "mix_ceiling_users": args.mix_ceiling_users,
+        "locust_processes": args.locust_processes,
+        "port_base": args.port_base,
+        "stack_env": dict(item.split("=", 1) for item in args.stack_env),
+        "out_dir": args.out_dir,
+        "label": args.label,
+        "command": command,
+    }
+    if args.steps:
+        common["steps"] = [int(n) for n in args.steps.split(",")]
+    if args.polls is not None:
+        common["polls"] = args.polls
+    hall_only = {"mix": args.mix, "round_seconds": args.round_seconds, "align_to_rounds": args.align_to_rounds}
+    profiles = PROFILES if args.profile == "both" else [args.profile]
+    return [
+        Options.for_profile(profile, **common, **(hall_only if profile == "hall" else {}), run_dir=run_dir / profile)
+        for profile in profiles
+    ]
+
+
+def joined(numbers: list[int]) -> str:
+    return ",".join(map(str, numbers))
 
 
 def without_options(argv: list[str], names: set[str]) -> list[str]:
@@ -128,13 +195,17 @@ def without_options(argv: list[str], names: set[str]) -> list[str]:
 
 
 def run(options: Options) -> Path:
-    """Runs the whole load test; returns the run directory (meta.json, steps.jsonl, integrity.json, ...)."""
+    """Runs one profile's load test on a stack of its own; returns the run directory (meta.json, steps.jsonl,
+    samples.jsonl, acks-*.tsv, created-*.tsv, ...).
+
+    A closed loop from one address is what rate limits exist to refuse, so with the limits on (the hall) the
+    ceilings are measured first on a stack started without them; the steps then get a stack started with them.
+    """
     run_dir = options.run_dir or Path(f"/tmp/crowdtick-loadtest-{os.getuid()}") / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     ensure_database(database_url)
-    ports = list(range(options.port_base, options.port_base + 6)) if options.port_base else free_ports(6)
     meta = {
         "options": {**asdict(options), "run_dir": str(run_dir), "out_dir": str(options.out_dir)},
         "started_at": time.time(),
@@ -142,41 +213,78 @@ def run(options: Options) -> Path:
         "database_url": database_url,
         "redis_url": redis_url,
     }
-    print(f"loadtest: run directory {run_dir}", flush=True)
-    stack = Stack(
-        run_dir=run_dir / "stack",
+    print(f"loadtest: {options.profile} profile, run directory {run_dir}", flush=True)
+
+    def stack(name: str, ports: list[int], extra_env: dict[str, str]) -> Stack:
+        return Stack(
+            run_dir=run_dir / name, database_url=database_url, redis_url=redis_url, ports=ports[:5], extra_env=extra_env
+        )
+
+    sampler = Sampler(
+        out=run_dir / "samples.jsonl",
         database_url=database_url,
-        redis_url=redis_url,
-        ports=ports[:5],
-        extra_env=options.stack_env,
+        interval=options.sample_seconds,
+        uss=options.sample_uss,
     )
-    with stack:
-        site = Site(stack.base_url)
-        polls = seed_polls(site, options.polls)
-        (run_dir / "polls.json").write_text(json.dumps(polls))
-        print(f"loadtest: stack up at {stack.base_url}, {len(polls)} polls seeded", flush=True)
-        sampler = Sampler(
-            out=run_dir / "samples.jsonl",
-            database_url=database_url,
-            interval=options.sample_seconds,
-            uss=options.sample_uss,
-        )
-        sampler.watch(stack.process.pid)
-        sampler.start()
-        try:
-            if options.ceiling_seconds:
-                meta["ceiling"] = measure_ceiling(stack.base_url, options, run_dir, sampler)
-                print(f"loadtest: /healthz ceiling {meta['ceiling']['rps']:,.0f} req/s", flush=True)
-            meta["locust"] = run_locust(stack.base_url, options, run_dir, sampler, master_port=ports[5])
-        finally:
-            sampler.stop()
-        print("loadtest: checking integrity", flush=True)
-        meta["integrity"] = integrity.check(
-            database_url=database_url, site=site, run_dir=run_dir, seeded_slugs=[poll["slug"] for poll in polls]
-        )
+    sampler.start()
+    polls = None
+    try:
+        if options.ceiling_seconds and not rate_limits_off(options.stack_env):
+            unlimited_env = {**options.stack_env, "RATELIMIT_ENABLE": "0"}
+            with stack("ceiling-stack", ports_for(options), unlimited_env) as unlimited:
+                sampler.watch(unlimited.process.pid)
+                polls = seed(unlimited, options, run_dir)
+                meta.update(measure_ceilings(unlimited.base_url, options, run_dir, sampler), ceilings_apart=True)
+        ports = ports_for(options)
+        with stack("stack", ports, options.stack_env) as steps_stack:
+            sampler.watch(steps_stack.process.pid)
+            if polls is not None:
+                print(f"loadtest: the steps' stack up at {steps_stack.base_url}, rate limits on", flush=True)
+            else:
+                polls = seed(steps_stack, options, run_dir)
+                if options.ceiling_seconds:
+                    meta.update(measure_ceilings(steps_stack.base_url, options, run_dir, sampler))
+            meta["locust"] = run_locust(steps_stack.base_url, options, run_dir, sampler, master_port=ports[5])
+            created = read_created(run_dir)
+            meta["created"] = dict(Counter(via for _, via in created))
+            print(f"loadtest: {len(created):,} polls created during the run; checking integrity", flush=True)
+            meta["integrity"] = integrity.check(
+                database_url=database_url,
+                site=Site(steps_stack.base_url),
+                run_dir=run_dir,
+                seeded_slugs=[poll["slug"] for poll in polls],
+                created_slugs=[slug for slug, _ in created],
+            )
+    finally:
+        sampler.stop()
     meta["ended_at"] = time.time()
     (run_dir / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     return run_dir
+
+
+def ports_for(options: Options) -> list[int]:
+    """nginx, gunicorn ×2, ASGI ×2, Locust's master: from --port-base, else free now."""
+    return list(range(options.port_base, options.port_base + 6)) if options.port_base else free_ports(6)
+
+
+def rate_limits_off(stack_env: dict[str, str]) -> bool:
+    return report.rate_limits_off({"stack_env": stack_env})
+
+
+def seed(stack: Stack, options: Options, run_dir: Path) -> list[dict]:
+    """The polls that exist before the load (polls.json, which every Locust process reads)."""
+    polls = seed_polls(Site(stack.base_url), options.polls, via=options.seed_via)
+    (run_dir / "polls.json").write_text(json.dumps(polls))
+    print(f"loadtest: stack up at {stack.base_url}, {len(polls)} polls seeded", flush=True)
+    return polls
+
+
+def measure_ceilings(base_url: str, options: Options, run_dir: Path, sampler: Sampler) -> dict:
+    ceiling = measure_ceiling(base_url, options, run_dir, sampler)
+    print(f"loadtest: /healthz ceiling {ceiling['rps']:,.0f} req/s", flush=True)
+    mix_ceiling = measure_mix_ceiling(base_url, options, run_dir, sampler)
+    print(f"loadtest: {options.profile} mix ceiling {mix_ceiling['rps']:,.0f} req/s", flush=True)
+    return {"ceiling": ceiling, "mix_ceiling": mix_ceiling}
 
 
 def measure_ceiling(base_url: str, options: Options, run_dir: Path, sampler: Sampler) -> dict:
@@ -209,11 +317,69 @@ def measure_ceiling(base_url: str, options: Options, run_dir: Path, sampler: Sam
             "ended_at": time.time()}  # fmt: skip
 
 
-def run_locust(base_url: str, options: Options, run_dir: Path, sampler: Sampler, *, master_port: int) -> dict:
+def measure_mix_ceiling(base_url: str, options: Options, run_dir: Path, sampler: Sampler) -> dict:
+    """The profile's own users with no think time (a closed loop): what the stack serves of this mix at most.
+
+    Its votes and polls count in the run's integrity check like any other (acks-*.tsv, created-*.tsv).
+    """
+    closed_loop = replace(
+        options,
+        steps=[options.mix_ceiling_users],
+        step_seconds=options.mix_ceiling_seconds,
+        settle_seconds=5,  # longer than a worker's report interval (3 s): no request of the ramp is measured
+        spawn_rate=options.mix_ceiling_users,
+        wait_scale=0,
+        align_to_rounds=False,
+    )
+    run_locust(
+        base_url,
+        closed_loop,
+        run_dir,
+        sampler,
+        master_port=free_ports(1)[0],
+        record="mix-ceiling.jsonl",
+        log="mix-ceiling-locust.log",
+    )
+    step = json.loads((run_dir / "mix-ceiling.jsonl").read_text().splitlines()[-1])
+    return {
+        "users": options.mix_ceiling_users,
+        "mix": options.mix,
+        "seconds": step["seconds"],
+        "rps": step["http"]["rps"],
+        "http": step["http"],
+        "all": step["all"],
+        "names": step["names"],
+        "started_at": step["started_at"],
+        "ended_at": step["ended_at"],
+    }
+
+
+def read_created(run_dir: Path) -> list[tuple[str, str]]:
+    """(slug, form|api) of every poll the users created, the mix ceiling's included."""
+    return [
+        tuple(line.split("\t"))
+        for path in sorted(run_dir.glob("created-*.tsv"))
+        for line in path.read_text().splitlines()
+        if line
+    ]
+
+
+def run_locust(
+    base_url: str,
+    options: Options,
+    run_dir: Path,
+    sampler: Sampler,
+    *,
+    master_port: int,
+    record: str = "steps.jsonl",
+    log: str = "locust.log",
+) -> dict:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "LOADTEST_OUT": str(run_dir),
+        "LOADTEST_RECORD": record,
+        "LOADTEST_PROFILE": options.profile,
         "LOADTEST_RUN_ID": uuid.uuid4().hex[:8],
         "LOADTEST_MIX": options.mix,
         "LOADTEST_STEPS": ",".join(map(str, options.steps)),
@@ -230,10 +396,10 @@ def run_locust(base_url: str, options: Options, run_dir: Path, sampler: Sampler,
         "--master-port", str(master_port), "--only-summary", "--stop-timeout", "5",
     ]  # fmt: skip
     started = time.time()
-    with (run_dir / "locust.log").open("w") as log:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
+    with (run_dir / log).open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=out, text=True, cwd=ROOT)
         sampler.watch(process.pid)
-        echo = threading.Thread(target=_echo_progress, args=(process.stdout, log), daemon=True)
+        echo = threading.Thread(target=_echo_progress, args=(process.stdout, out), daemon=True)
         echo.start()
         try:
             returncode = process.wait()
@@ -242,8 +408,8 @@ def run_locust(base_url: str, options: Options, run_dir: Path, sampler: Sampler,
             process.wait(timeout=30)
             raise
         echo.join(timeout=5)
-    if not (run_dir / "steps.jsonl").exists():
-        log_tail = "\n".join((run_dir / "locust.log").read_text().splitlines()[-20:])
+    if not (run_dir / record).exists():
+        log_tail = "\n".join((run_dir / log).read_text().splitlines()[-20:])
         raise RuntimeError(f"Locust recorded no step (exit code {returncode}); its log ends with:\n{log_tail}")
     return {"command": shlex.join(command), "returncode": returncode, "started_at": started, "ended_at": time.time()}
 
@@ -283,10 +449,12 @@ def machine(database_url: str) -> dict:
 
 
 def main() -> None:
-    options = parse_args(sys.argv[1:])
-    run_dir = run(options)
-    written = report.write(run_dir, options.out_dir)
-    print(f"loadtest: wrote {written}", flush=True)
+    profiles = parse_args(sys.argv[1:])
+    for options in profiles:
+        run(options)
+    run_dir, out_dir = profiles[0].run_dir.parent, profiles[0].out_dir
+    written = report.write(run_dir, out_dir)
+    print(f"loadtest: wrote {written} from {run_dir}", flush=True)
     print(report.verdict_line(run_dir), flush=True)
 
 

@@ -25,7 +25,7 @@ def window_start(now: float, *, round_seconds: float, aligned: bool) -> float:
     78% in its last), so what a step measured depended on where its window fell. A round that
     began under a second ago still counts: its burst has not started.
     """
-    if not aligned:
+    if not aligned or round_seconds <= 0:  # no think time, no rounds
         return now
     this_round = now // round_seconds * round_seconds
     return this_round if now - this_round < 1.0 else this_round + round_seconds
