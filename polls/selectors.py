@@ -101,16 +101,22 @@ def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | Non
     One Redis round trip reads both (the results API's hot path), whether or not this process
     served the poll before. The tally read with the revision is used only if the results are public.
     """
-    if not _looks_like_slug(slug):
-        raise Poll.DoesNotExist
-    poll, cached_tally = poll_cached_with_tally(slug)
+    poll, cached_tally = poll_get_with_tally(slug=slug)
     if not results_visible(poll=poll, has_voted=False):
         return poll, None
-    return poll, _results(poll, tally_get(poll, cached=cached_tally))
+    return poll, poll_results(poll=poll, cached_tally=cached_tally)
 
 
-def poll_results(*, poll: Poll) -> PollResults:
-    return _results(poll, tally_get(poll))
+def poll_get_with_tally(*, slug: str) -> tuple[Poll, dict[str, str] | None]:
+    """`poll_get`, with the poll's cached tally read in the same Redis round trip, for pages that may
+    show results: pass it on to `poll_results` (None when it could not be read with the poll)."""
+    if not _looks_like_slug(slug):
+        raise Poll.DoesNotExist
+    return poll_cached_with_tally(slug)
+
+
+def poll_results(*, poll: Poll, cached_tally: dict[str, str] | None = None) -> PollResults:
+    return _results(poll, tally_get(poll, cached=cached_tally))
 
 
 def polls_results(*, polls: list[Poll]) -> dict[int, PollResults]:

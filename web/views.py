@@ -34,6 +34,14 @@ def _poll_or_404(slug: str) -> Poll:
         raise Http404("No poll lives at this address.") from None
 
 
+def _poll_with_tally_or_404(slug: str) -> tuple[Poll, dict[str, str] | None]:
+    """For pages that may show results: the poll and its tally in one Redis round trip."""
+    try:
+        return selectors.poll_get_with_tally(slug=slug)
+    except Poll.DoesNotExist:
+        raise Http404("No poll lives at this address.") from None
+
+
 def _owned_poll_or_404(slug: str, token: str) -> Poll:
     try:
         return selectors.poll_get_for_owner(slug=slug, token=token)
@@ -46,11 +54,18 @@ def share_url(request: HttpRequest, poll: Poll) -> str:
 
 
 def _results_context(
-    request: HttpRequest, poll: Poll, *, is_owner: bool = False, voter_key: str | None = None, has_voted: bool = False
+    request: HttpRequest,
+    poll: Poll,
+    *,
+    is_owner: bool = False,
+    voter_key: str | None = None,
+    has_voted: bool = False,
+    cached_tally: dict[str, str] | None = None,
 ) -> dict:
     """What every results-showing page needs; `voter_key` overrides the cookie's (a first vote sets it).
 
     `has_voted=True` when the caller knows (the vote just counted): it saves a database lookup per vote.
+    `cached_tally` is the tally read with the poll (`_poll_with_tally_or_404`), if it was.
     """
     if not has_voted:
         voter_key = voter_key or voter_key_from_cookie(request)
@@ -59,7 +74,7 @@ def _results_context(
     return {
         "poll": poll,
         "has_voted": has_voted,
-        "results": selectors.poll_results(poll=poll) if visible else None,
+        "results": selectors.poll_results(poll=poll, cached_tally=cached_tally) if visible else None,
         "hidden_reason": None if visible else selectors.results_hidden_reason(poll=poll),
         "share_url": share_url(request, poll),
     }
@@ -112,8 +127,8 @@ def _with_retry_after(response: HttpResponse, seconds: int | None) -> HttpRespon
 
 @require_GET
 def poll_detail(request: HttpRequest, slug: str) -> TemplateResponse:
-    poll = _poll_or_404(slug)
-    context = _results_context(request, poll)
+    poll, cached_tally = _poll_with_tally_or_404(slug)
+    context = _results_context(request, poll, cached_tally=cached_tally)
     context["form"] = VoteForm(poll=poll)
     return TemplateResponse(request, "poll.html", context)
 
@@ -149,16 +164,16 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def results(request: HttpRequest, slug: str) -> TemplateResponse:
-    poll = _poll_or_404(slug)
-    return TemplateResponse(request, "results.html", _results_context(request, poll))
+    poll, cached_tally = _poll_with_tally_or_404(slug)
+    return TemplateResponse(request, "results.html", _results_context(request, poll, cached_tally=cached_tally))
 
 
 @require_GET
 def live(request: HttpRequest, slug: str) -> TemplateResponse:
-    poll = _poll_or_404(slug)
+    poll, cached_tally = _poll_with_tally_or_404(slug)
     theme = request.GET.get("theme") if request.GET.get("theme") in ("dark", "light") else "dark"
     overlay = request.GET.get("overlay") == "1"
-    context = _results_context(request, poll) | {"theme": theme, "overlay": overlay}
+    context = _results_context(request, poll, cached_tally=cached_tally) | {"theme": theme, "overlay": overlay}
     response = TemplateResponse(request, "live.html", context)
     if overlay:
         # Stream tools may embed the overlay in a frame; it has no control to click, so framing it

@@ -841,3 +841,29 @@ def test_the_error_pages_explain_themselves(rf, db):
     forbidden = defaults.permission_denied(rf.get("/"), Exception("no"))
     assert forbidden.status_code == 403
     assert "not allowed" in forbidden.content.decode()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("REDIS_URL"), reason="polls and tallies are read from Redis only when REDIS_URL is set"
+)
+@pytest.mark.parametrize(
+    ("page", "shows"), [("", 'name="choice"'), ("results/", 'data-version="0"'), ("live/", 'data-version="0"')]
+)
+def test_a_page_with_results_reads_the_poll_and_its_tally_in_one_redis_round_trip(
+    client, poll, page, shows, monkeypatch, django_assert_num_queries
+):
+    import redis
+
+    client.get(poll.url(""))  # the tally exists and this process knows the poll
+    sent = []
+    send = redis.connection.Connection.send_packed_command
+    monkeypatch.setattr(
+        redis.connection.Connection, "send_packed_command", lambda c, *a, **k: sent.append(a) or send(c, *a, **k)
+    )
+    fresh_browser = Client()  # no voter cookie: nothing to ask the database
+    with django_assert_num_queries(0):
+        response = fresh_browser.get(poll.url(page))
+
+    assert response.status_code == 200
+    assert shows in response.content.decode()
+    assert len(sent) == 1
