@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -199,11 +200,19 @@ def poll_export_inline(*, poll: Poll) -> bool:
     return tally_get(poll).total <= settings.EXPORT_INLINE_MAX_BALLOTS
 
 
+# "Has this browser voted", asked by every page a returning browser opens. Written out because the
+# ORM took longer to build this query than PostgreSQL takes to answer it: 8.7% of a web worker's
+# time holding the GIL in the public-site load (py-spy --gil, 30 s at 700 users).
+_HAS_VOTED = f"SELECT 1 FROM {Ballot._meta.db_table} WHERE poll_id = %s AND voter_key = %s LIMIT 1"
+
+
 def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:
     if not voter_key:
         return False
     if poll.dedupe != Poll.Dedupe.NONE:  # the common case: one exact lookup in ballot_unique_voter
-        return Ballot.objects.filter(poll=poll, voter_key=voter_key).exists()
+        with connection.cursor() as cursor:
+            cursor.execute(_HAS_VOTED, [poll.id, voter_key])
+            return cursor.fetchone() is not None
     # Polls without duplicate protection store each of a voter's ballots as "<key>~<random>".
     return Ballot.objects.filter(Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~"), poll=poll).exists()
 

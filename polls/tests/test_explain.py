@@ -16,6 +16,7 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from polls.ballot_box import _INSERT_BALLOT
+from polls.selectors import _HAS_VOTED
 from polls.models import Ballot, Choice, Poll
 
 pytestmark = [
@@ -69,6 +70,8 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
         params = [poll.id, "new-voter", "", None, 1, now]
         cursor.execute("EXPLAIN " + _INSERT_BALLOT, params)
         insert_plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("EXPLAIN " + _HAS_VOTED, [poll.id, voter])
+        has_voted_plan = "\n".join(row[0] for row in cursor.fetchall())
     window = Q(closes_at__gt=now - timedelta(seconds=1), closes_at__lte=now) | Q(
         opens_at__gt=now - timedelta(seconds=1), opens_at__lte=now
     )
@@ -76,7 +79,7 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
         "the poll of a URL (every vote and page)": Poll.objects.filter(slug=poll.slug).explain(),
         "its choices (once per process, then cached)": Choice.objects.filter(poll_id=poll.id).explain(),
         "the vote: INSERT … ON CONFLICT DO NOTHING": insert_plan,
-        "has this browser voted": Ballot.objects.filter(poll=poll, voter_key=voter).explain(),
+        "has this browser voted": has_voted_plan,
         "has this browser voted (poll without dedupe: 'voter~…' keys)": Ballot.objects.filter(
             Q(voter_key=voter) | Q(voter_key__startswith=f"{voter}~"), poll=poll
         ).explain(),
