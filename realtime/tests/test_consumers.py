@@ -3,12 +3,14 @@ import asyncio
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.test import Client
+from django.http import HttpResponse
+from django.test import Client, override_settings
 
 from polls import services
 from realtime.broadcaster import Broadcaster
 from realtime.consumers import CLOSE_POLL_NOT_FOUND
 from realtime.tests.helpers import HOST, ORIGIN, connect, make_poll, version_of, vote
+from realtime.viewer import VOTER_COOKIE_SALT
 
 # Consumers reach the database through database_sync_to_async, which closes a connection that
 # sits inside a test's transaction: these tests commit for real.
@@ -158,6 +160,30 @@ def test_a_poll_showing_results_after_voting_shows_them_to_a_browser_that_voted(
     assert version_of(snapshots[0]) == 1
     assert version_of(snapshots[1]) is None
     assert "Results appear here once you have voted." in snapshots[1]
+
+
+def test_a_forged_or_unsigned_voter_cookie_gets_the_hidden_view_of_a_poll_showing_results_after_voting(
+    django_capture_on_commit_callbacks,
+):
+    poll, _ = make_poll(results_visibility="after_vote", dedupe="browser")
+    browser = Client()
+    with django_capture_on_commit_callbacks(execute=True):
+        browser.post(f"/p/{poll.slug}/vote/", {"choice": poll.choices.first().id})
+    voter_key = browser.cookies["ct_voter"].value.split(":")[0]
+    with override_settings(SECRET_KEY="someone-elses-secret-key-not-this-sites"):
+        forged = HttpResponse()
+        forged.set_signed_cookie("ct_voter", voter_key, salt=VOTER_COOKIE_SALT)
+
+    path = f"/ws/polls/{poll.slug}/"
+    snapshots, _, _ = _receive_all(
+        [
+            (path, [ORIGIN, HOST, (b"cookie", f"ct_voter={voter_key}".encode())]),
+            (path, [ORIGIN, HOST, (b"cookie", f"ct_voter={forged.cookies['ct_voter'].value}".encode())]),
+        ]
+    )
+    for cookie, snapshot in zip(["unsigned", "signed with another key"], snapshots, strict=True):
+        assert version_of(snapshot) is None, f"an {cookie} cookie was taken for the voter's"
+        assert "Results appear here once you have voted." in snapshot
 
 
 def test_a_viewer_never_gets_a_push_older_than_what_it_has():
