@@ -1,5 +1,5 @@
 """Shared fixtures. Each test starts with fresh rate-limit counters, and with an empty Redis
-database when REDIS_URL is set."""
+database when REDIS_URL is set; exports go to a temporary folder, tasks may run in-process."""
 
 import pytest
 from django.conf import settings
@@ -14,6 +14,20 @@ def _empty_redis():
     if settings.REDIS_URL:
         get_redis().flushdb()
     yield
+
+
+@pytest.fixture
+def export_root(settings, tmp_path):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    return settings.EXPORT_ROOT
+
+
+@pytest.fixture
+def embedded(monkeypatch):
+    """Tasks run in-process, as under `make run`, even when the suite runs against Redis."""
+    from polls import tasks
+
+    monkeypatch.setitem(tasks.export_poll.app.conf, "task_always_eager", True)
 
 
 @pytest.fixture

@@ -9,11 +9,13 @@ import csv
 import hmac
 import io
 import logging
+from itertools import product
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.test import Client
+from django.urls import URLResolver, get_resolver, reverse
 
 from crowdtick.asgi import application
 from crowdtick.tests.security_helpers import (
@@ -235,16 +237,99 @@ def test_a_websocket_handshake_from_elsewhere_is_refused(poll_and_token, origin)
 # --- Hostile input: XSS and CSV formulas -------------------------------------------------
 
 
-def test_script_in_questions_and_choices_is_inert_on_every_page(client):
+# Every page is reached from the URL list, so a URL added later is covered, or the test below fails
+# naming it. What the list cannot tell, by the URL's name:
+URL_ARGUMENTS = {
+    "slug": lambda poll, token: poll.slug,
+    "id": lambda poll, token: poll.slug,
+    "token": lambda poll, token: token,
+}
+# URLs whose answers carry no visitor's text (they are still checked for injected elements).
+WITHOUT_VISITOR_TEXT = {
+    "web:landing",
+    "web:choice_row",
+    "web:healthz",
+    "web:readyz",
+    "api:schema",
+    "api:docs",
+    "api:vote_cast",
+}
+QUERIES = {"web:live": ["", "?overlay=1"]}  # the overlay is the same URL, another page
+BEFORE = {"web:manage_export_file": lambda poll: services.poll_export_start(poll=poll)}  # embedded: written at once
+
+
+def post_requests(poll) -> dict[str, dict]:
+    """What a visitor posts to each URL that takes a POST: its body, as a form or as JSON."""
+    choices = [IMG_PAYLOAD, HTMX_PAYLOAD]
+    create = {"question": poll.question, "choices": choices, "results_visibility": "always", "dedupe": "none"}
+    api_vote = {"poll": poll.slug, "choices": choice_ids(poll)[:1], "voter": "v"}
+    return {
+        "web:poll_create": {"data": create},
+        "web:vote": {"data": {"choice": choice_ids(poll)[0]}},
+        "web:manage_close": {"data": {}},
+        "web:manage_reopen": {"data": {}},
+        "web:manage_settings": {"data": {"results_visibility": "after_close"}},
+        "web:manage_delete": {"data": {}},
+        "web:manage_export_prepare": {"data": {}},
+        "api:poll_create": {
+            "data": {"question": poll.question, "choices": choices},
+            "content_type": "application/json",
+        },
+        "api:vote_cast": {"data": api_vote, "content_type": "application/json"},
+    }
+
+
+def named_url_patterns(patterns=None, namespace="", arguments=()):
+    """(namespaced name, argument names) of every URL pattern of the site."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        found = (*arguments, *(getattr(entry.pattern, "converters", None) or entry.pattern.regex.groupindex))
+        if isinstance(entry, URLResolver):
+            yield from named_url_patterns(
+                entry.url_patterns, f"{namespace}{entry.namespace}:" * bool(entry.namespace) or namespace, found
+            )
+        else:
+            assert entry.name, f"{entry.pattern} has no name: name it so this test can say which page fails"
+            yield f"{namespace}{entry.name}", found
+
+
+def body_of(response) -> str:
+    return (b"".join(response.streaming_content) if response.streaming else response.content).decode()
+
+
+def reach(name, arguments, method, query, headers):
+    """Requests `name` on a fresh hostile poll with a ballot; returns what the request was and the answer."""
     poll, token = make_hostile_poll()
-    pages = html_pages(poll, token) | {"overlay": f"/p/{poll.slug}/live/?overlay=1"}
-    pages.pop("landing"), pages.pop("not found")
-    for name, url in pages.items():
-        html = client.get(url).content.decode()
-        assert "&lt;img src=x onerror=alert(1)&gt;" in html, f"{name} does not show the question"
-        assert injected_elements(html) == [], name
-    svg = client.get(f"/p/{poll.slug}/qr.svg").content.decode()
-    assert injected_elements(svg) == [] and "&lt;img" in svg
+    services.vote_cast(poll=poll, choice_ids=choice_ids(poll)[:1], voter_key="v", ip_address=None)
+    BEFORE.get(name, lambda poll: None)(poll)
+    url = reverse(name, kwargs={argument: URL_ARGUMENTS[argument](poll, token) for argument in arguments}) + query
+    request = f"{method} {url} {'with' if headers else 'without'} HTMX"
+    if method == "GET":
+        return request, Client().get(url, headers=headers, follow=True)
+    posts = post_requests(poll)
+    response = Client().post(url, headers=headers, follow=True, **posts.get(name, {"data": {}}))
+    assert name in posts or response.status_code == 405, f"does not know what to post to {name} ({request})"
+    return request, response
+
+
+def test_script_in_visitors_text_is_inert_on_every_page_with_every_method_it_takes(export_root, embedded):
+    for name, arguments in named_url_patterns():
+        assert set(arguments) <= URL_ARGUMENTS.keys(), f"does not know how to fill {arguments} of {name}"
+        accepted, shown = [], []
+        for method, query, headers in product(("GET", "POST"), QUERIES.get(name, [""]), ({}, {"HX-Request": "true"})):
+            request, response = reach(name, arguments, method, query, headers)
+            if response.status_code == 405:
+                continue
+            accepted.append(request)
+            assert response.status_code < 400, f"{request} answered {response.status_code}"
+            body = body_of(response)
+            if response["Content-Type"].startswith(("text/html", "image/svg+xml")):
+                assert injected_elements(body) == [], request
+                shown += [request] * ("&lt;img src=x onerror=alert(1)&gt;" in body)
+            else:  # text a browser shows as text, never sniffs into a page
+                assert response["X-Content-Type-Options"] == "nosniff", request
+                shown += [request] * (IMG_PAYLOAD in body)
+        assert accepted, f"does not know how to reach {name}: it answers neither GET nor POST"
+        assert shown or name in WITHOUT_VISITOR_TEXT, f"no answer of {name} shows the poll's text: {accepted}"
 
 
 def test_script_in_choices_is_inert_in_the_htmx_fragment_after_a_vote(client):

@@ -590,12 +590,6 @@ def test_the_chart_with_a_wrong_owner_token_is_404(client, poll, headers):
 
 
 @pytest.fixture
-def export_root(settings, tmp_path):
-    settings.EXPORT_ROOT = tmp_path / "exports"
-    return settings.EXPORT_ROOT
-
-
-@pytest.fixture
 def large(settings, export_root):
     """Polls with more than one ballot count as large, so two votes make one."""
     settings.EXPORT_INLINE_MAX_BALLOTS = 1
@@ -607,12 +601,6 @@ def queued(monkeypatch) -> list[int]:
     enqueued = []
     monkeypatch.setattr(tasks.export_poll, "delay", enqueued.append)
     return enqueued
-
-
-@pytest.fixture
-def embedded(monkeypatch):
-    """Tasks run in-process, as under `make run`, even when the suite runs against Redis."""
-    monkeypatch.setitem(tasks.export_poll.app.conf, "task_always_eager", True)
 
 
 def test_a_small_poll_streams_its_csv_from_the_owner_page_link(client, poll, export_root, queued):
