@@ -356,6 +356,29 @@ def test_hidden_results_never_reach_the_html_of_a_viewer_who_may_not_see_them(
         assert "1 vote" not in html and "100%" not in html, path
 
 
+@pytest.mark.parametrize("visibility", ["after_vote", "after_close"])
+@pytest.mark.parametrize(
+    ("refusal", "status"), [("bad input", 400), ("address already voted", 409), ("rate limited", 429)]
+)
+@HTMX_CASES
+def test_hidden_results_stay_hidden_from_a_browser_whose_vote_was_refused(
+    client, other_browser, make_poll, settings, visibility, refusal, status, headers
+):
+    poll = make_poll(results_visibility=visibility, dedupe="ip", choices=["Secret Alpha", "Secret Beta"])
+    if refusal == "rate limited":
+        settings.RATELIMIT_VOTES_PER_ADDRESS = 1
+    vote(other_browser, poll, poll.choice_ids[0])  # from the same address as `client`
+    choices = [] if refusal == "bad input" else [poll.choice_ids[1]]
+
+    response = vote(client, poll, *choices, headers=headers)
+
+    assert response.status_code == status
+    html = response.content.decode()
+    assert 'id="results"' not in html
+    assert "1 vote" not in html and "100%" not in html
+    assert total_ballots(poll) == 1
+
+
 def test_after_vote_shows_results_once_this_browser_has_voted(client, make_poll):
     poll = make_poll(results_visibility="after_vote")
     assert 'id="results"' not in client.get(poll.url("results/")).content.decode()
