@@ -6,7 +6,6 @@ Functions take keyword-only arguments and raise `django.core.exceptions.Validati
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -35,6 +34,7 @@ from polls.models import (
     hash_owner_token,
 )
 from polls.poll_cache import poll_cache_prime, with_choices
+from polls.ratelimit import address_network
 from polls.redis_client import get_redis
 from polls.selectors import (
     ballots_csv_lines,
@@ -219,17 +219,11 @@ def _chosen_choices(poll: Poll, choice_ids: Sequence[int]) -> list[Choice]:
 
 
 def client_address_hash(*, poll: Poll, ip_address: str | None) -> str:
-    """A salted, per-poll hash of the client's network: the address is never stored.
-
-    IPv6 clients are hashed by their /64, the block one household or phone usually holds.
-    """
-    if not ip_address:
+    """A salted, per-poll hash of the client's network, the one the rate limiter counts by: the
+    address is never stored."""
+    network = address_network(ip_address)
+    if network is None:
         return ""
-    try:
-        address = ipaddress.ip_address(ip_address)
-    except ValueError:
-        return ""
-    network = ipaddress.ip_network(f"{address}/64", strict=False) if address.version == 6 else address
     message = f"{poll.id}:{network}".encode()
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 

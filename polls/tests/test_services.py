@@ -131,6 +131,16 @@ def test_ip_mode_refuses_another_address_in_the_same_ipv6_slash_64():
     assert counts(poll) == [1, 1, 0]
 
 
+def test_ip_mode_counts_ipv4_clients_seen_as_ipv4_mapped_ipv6_addresses_by_their_own_address():
+    poll = make_poll(dedupe="ip")
+    apple, pear, _ = choice_ids(poll)
+    cast(poll, [apple], voter="v1", ip="::ffff:198.51.100.4")
+    cast(poll, [pear], voter="v2", ip="::ffff:203.0.113.9")
+    with pytest.raises(services.AlreadyVoted):
+        cast(poll, [pear], voter="v3", ip="198.51.100.4")  # the first client, seen without the wrapping
+    assert counts(poll) == [1, 1, 0]
+
+
 def test_ip_mode_still_refuses_the_same_cookie_from_a_new_address():
     poll = make_poll(dedupe="ip")
     apple = choice_ids(poll)[0]
