@@ -16,8 +16,8 @@ from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from polls.ballot_box import _INSERT_BALLOT
-from polls.selectors import _HAS_VOTED
 from polls.models import Ballot, Choice, Poll
+from polls.selectors import _HAS_VOTED
 
 pytestmark = [
     pytest.mark.services,
