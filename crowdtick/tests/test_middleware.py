@@ -50,7 +50,7 @@ def test_an_open_breaker_answers_503_too(client, poll, monkeypatch):
     def fail(**kwargs):
         raise DatabaseUnavailable("not trying again yet")
 
-    monkeypatch.setattr(selectors, "poll_get", fail)
+    monkeypatch.setattr(selectors, "poll_get_with_tally", fail)  # what the poll page looks its poll up with
     response = client.get(f"/p/{poll.slug}/")
     assert response.status_code == 503 and response["Retry-After"] == "5"
 
