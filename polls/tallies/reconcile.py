@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import redis
 from django.db import connection, transaction
 from django.utils import timezone
+from redis.lock import Lock
 
 from polls import selectors
 from polls.models import Poll
@@ -68,11 +69,9 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
     client = get_redis()
     if client is None:
         return 0
-    lock = client.lock(RECONCILE_LOCK_KEY, timeout=RECONCILE_LOCK_SECONDS, blocking=False)
-    if not lock.acquire():
-        logger.info("A reconcile run is already looking at the tallies: this one leaves them to it")
-        return 0
-    try:
+    with _one_run_at_a_time(client) as lock:
+        if lock is None:
+            return 0
         started = now or timezone.now()
         checkpoint = client.get(RECONCILED_UNTIL_KEY)
         since = datetime.fromisoformat(checkpoint) if checkpoint else started - CATCH_UP
@@ -86,9 +85,6 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
             lock.extend(RECONCILE_LOCK_SECONDS, replace_ttl=True)
         client.set(RECONCILED_UNTIL_KEY, (started - COMMIT_SLACK).isoformat())
         return repaired
-    finally:
-        with suppress(redis.exceptions.LockError):  # it expired: a batch took longer than the lock
-            lock.release()
 
 
 def tally_reconcile_many(polls: Sequence[Poll]) -> int:
@@ -99,14 +95,22 @@ def tally_reconcile_many(polls: Sequence[Poll]) -> int:
     client = get_redis()
     if client is None or not polls:
         return 0
+    with _one_run_at_a_time(client) as lock:
+        return 0 if lock is None else _reconcile_locked(client, polls)
+
+
+@contextmanager
+def _one_run_at_a_time(client: redis.Redis) -> Iterator[Lock | None]:
+    """The reconcile lock while the block runs, or None when another run holds it."""
     lock = client.lock(RECONCILE_LOCK_KEY, timeout=RECONCILE_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         logger.info("A reconcile run is already looking at the tallies: this one leaves them to it")
-        return 0
+        yield None
+        return
     try:
-        return _reconcile_locked(client, polls)
+        yield lock
     finally:
-        with suppress(redis.exceptions.LockError):
+        with suppress(redis.exceptions.LockError):  # it expired: a batch took longer than the lock
             lock.release()
 
 
