@@ -20,10 +20,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from polls.ballot_box import ballot_insert
-from polls.exports import poll_export_claim, poll_export_path, poll_export_release
+from polls.exports import poll_export_path, poll_export_release
 from polls.models import (
     CHOICE_MAX_LENGTH,
     MAX_CHOICES,
@@ -38,7 +37,6 @@ from polls.ratelimit import address_network
 from polls.redis_client import get_redis
 from polls.selectors import (
     ballots_csv_lines,
-    poll_export_status,
     poll_ids_opened_or_closed_between,
     poll_ids_with_ballots_since,
 )
@@ -305,28 +303,6 @@ def vote_minutes_refresh(*, now: datetime | None = None) -> int:
     for poll_id in poll_ids:
         minute_counts_refresh(poll_id=poll_id, now=now)
     return len(poll_ids)
-
-
-class ExportUnavailable(Exception):
-    message = "The export could not be started just now (the task queue is not answering). Try again in a minute."
-
-
-def poll_export_start(*, poll: Poll) -> bool:
-    """Starts writing the poll's export file in the background; returns whether it started one.
-
-    Idempotent: nothing starts while an export of the poll is pending, or while the last file is fresh
-    (`selectors.poll_export_status`). In embedded mode the task runs at once, inside this call.
-    """
-    from polls import tasks  # tasks import this module
-
-    if poll_export_status(poll=poll).fresh or not poll_export_claim(poll=poll):
-        return False
-    try:
-        tasks.export_poll.delay(poll.id)
-    except OperationalError as error:
-        poll_export_release(poll=poll)
-        raise ExportUnavailable from error
-    return True
 
 
 def poll_export_write(*, poll: Poll) -> Path:

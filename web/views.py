@@ -17,7 +17,7 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from crowdtick.health import readiness
-from polls import selectors, services
+from polls import jobs, selectors, services
 from polls.models import Poll
 from polls.ratelimit import RateLimited, rate_limit_check
 from web.forms import INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
@@ -293,8 +293,8 @@ def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpRe
     error, status = None, 200
     if request.method == "POST":
         try:
-            services.poll_export_start(poll=poll)
-        except services.ExportUnavailable as unavailable:
+            jobs.poll_export_start(poll=poll)
+        except jobs.ExportUnavailable as unavailable:
             # HTMX swaps no 5xx answer (base.html): it gets the message with a 200, a plain browser the real status.
             error, status = unavailable.message, 200 if request.htmx else 503
         else:

@@ -28,7 +28,7 @@ from crowdtick.tests.security_helpers import (
     injected_elements,
     make_hostile_poll,
 )
-from polls import services
+from polls import jobs, services
 from polls.models import Poll
 
 pytestmark = pytest.mark.django_db
@@ -255,7 +255,7 @@ WITHOUT_VISITOR_TEXT = {
     "api:vote_cast",
 }
 QUERIES = {"web:live": ["", "?overlay=1"]}  # the overlay is the same URL, another page
-BEFORE = {"web:manage_export_file": lambda poll: services.poll_export_start(poll=poll)}  # embedded: written at once
+BEFORE = {"web:manage_export_file": lambda poll: jobs.poll_export_start(poll=poll)}  # embedded: written at once
 
 
 def post_requests(poll) -> dict[str, dict]:

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from polls import exports, selectors, services, tasks
+from polls import exports, jobs, selectors, services, tasks
 from polls.exports import poll_export_file
 from polls.models import Ballot
 from polls.redis_client import get_redis
@@ -232,8 +232,8 @@ def test_an_export_is_started_once_and_its_file_is_dated_by_when_its_ballots_wer
     monkeypatch.setattr(tasks.export_poll, "delay", queued.append)
     poll = make_poll()
     vote(poll, "voter-1")
-    assert services.poll_export_start(poll=poll) is True
-    assert services.poll_export_start(poll=poll) is False  # pending
+    assert jobs.poll_export_start(poll=poll) is True
+    assert jobs.poll_export_start(poll=poll) is False  # pending
     assert selectors.poll_export_status(poll=poll).pending
 
     before = timezone.now()
@@ -241,7 +241,7 @@ def test_an_export_is_started_once_and_its_file_is_dated_by_when_its_ballots_wer
     status = selectors.poll_export_status(poll=poll)
     assert not status.pending and status.path is not None
     assert before - timedelta(seconds=1) <= status.written_at <= timezone.now()
-    assert services.poll_export_start(poll=poll) is False  # fresh
+    assert jobs.poll_export_start(poll=poll) is False  # fresh
     assert queued == [poll.id]
 
 
@@ -250,11 +250,11 @@ def test_an_export_whose_worker_died_does_not_block_the_next_one_for_ever(tmp_pa
     queued = []
     monkeypatch.setattr(tasks.export_poll, "delay", queued.append)
     poll = make_poll()
-    services.poll_export_start(poll=poll)
+    jobs.poll_export_start(poll=poll)
     long_ago = (timezone.now() - exports.PENDING_STALE_AFTER - timedelta(seconds=1)).timestamp()
     os.utime(tmp_path / f"{poll.slug}.pending", (long_ago, long_ago))
     assert not selectors.poll_export_status(poll=poll).pending
-    assert services.poll_export_start(poll=poll) is True
+    assert jobs.poll_export_start(poll=poll) is True
     assert queued == [poll.id, poll.id]
 
 
