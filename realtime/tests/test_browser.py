@@ -71,6 +71,16 @@ def _expect_votes(page, version, text):
     assert text in page.inner_text("#results")
 
 
+def _expect_bar_widths(page, expected: list[int]) -> None:
+    measure = """[...document.querySelectorAll('#results .bar-fill')].map(bar => Math.round(
+        100 * bar.getBoundingClientRect().width / bar.ownerSVGElement.getBoundingClientRect().width))"""
+    for _ in range(30):
+        if sorted(page.evaluate(measure), reverse=True) == expected:
+            return
+        page.wait_for_timeout(100)
+    assert sorted(page.evaluate(measure), reverse=True) == expected
+
+
 def test_results_page_and_kiosk_update_without_reload_and_after_a_server_restart(chromium, tmp_path):
     env = _embedded_env(tmp_path)
     processes.migrate(env)
@@ -86,6 +96,8 @@ def test_results_page_and_kiosk_update_without_reload_and_after_a_server_restart
         _expect_votes(results, 1, "1 vote")
         _expect_votes(kiosk, 1, "1 vote")
         assert "100%" in kiosk.inner_text("#results")
+        # Each bar is drawn at its share of the track, once its transition has run.
+        _expect_bar_widths(kiosk, [100, 0])
         # The bar grew from its old width: a CSS transition ran on the element htmx swapped in.
         assert results.evaluate("window.__transitions").count(results.evaluate(
             "document.querySelector('.bar.is-leading .bar-fill').id"

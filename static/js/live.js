@@ -106,7 +106,7 @@
       return;
     }
     widthsBefore = {};
-    document.querySelectorAll(".bar-fill[id]").forEach(function (bar) { widthsBefore[bar.id] = bar.className; });
+    document.querySelectorAll(".bar-fill[id]").forEach(function (bar) { widthsBefore[bar.id] = bar.getAttribute("width"); });
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {
@@ -114,11 +114,11 @@
     // has nothing to transition from. Render the old width once, then let it move.
     document.querySelectorAll(".bar-fill[id]").forEach(function (bar) {
       var before = widthsBefore[bar.id];
-      if (!before || before === bar.className) { return; }
-      var after = bar.className;
-      bar.className = before;
-      void bar.offsetWidth;
-      bar.className = after;
+      var after = bar.getAttribute("width");
+      if (!before || before === after) { return; }
+      bar.setAttribute("width", before);
+      void bar.getBoundingClientRect();
+      bar.setAttribute("width", after);
     });
     widthsBefore = {};
     updateCountdown();
