@@ -196,8 +196,6 @@ RATELIMIT_WINDOW = env_int("RATELIMIT_WINDOW", 60, minimum=1)
 RATELIMIT_VOTES_PER_ADDRESS = env_int("RATELIMIT_VOTES_PER_ADDRESS", 5000, minimum=1)
 RATELIMIT_VOTES_PER_VOTER = env_int("RATELIMIT_VOTES_PER_VOTER", 10, minimum=1)
 RATELIMIT_POLLS_PER_ADDRESS = env_int("RATELIMIT_POLLS_PER_ADDRESS", 60, minimum=1)
-# Address this site is shared under (QR codes, share links); empty means the request's host.
-PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL").rstrip("/")
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "/static/"
