@@ -141,6 +141,11 @@ class Ballot(models.Model):
     ip_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     choice_mask = models.BigIntegerField()
     submitted_at = models.DateTimeField(default=timezone.now)
+    # Set when the owner voids the ballot (ballot stuffing, polls/ballot_audit.py): it stays in the
+    # record, and keeps its voter (and address) from voting again, but no count includes it.
+    voided_at = models.DateTimeField(null=True, blank=True)
+    # A database default: ballots are inserted by raw SQL (polls/ballot_box.py) that names no such column.
+    void_reason = models.CharField(max_length=200, blank=True, db_default="")
 
     class Meta:
         constraints = [
