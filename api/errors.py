@@ -7,7 +7,7 @@ status codes here, once, so the views only call services.
 import io
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import JSONParser
@@ -91,6 +91,10 @@ def _as_api_exception(exc: Exception) -> Exception:
             return TooManyRequests(detail=exc.message, wait=exc.retry_after)
         case RequestDataTooBig():
             return BodyTooLarge()
+        case TooManyFieldsSent():
+            # Raised by the first read of the query string, before DRF has picked a renderer.
+            most = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            return exceptions.ValidationError({"detail": f"Too many query parameters: at most {most:,} are accepted."})
         case DjangoValidationError():
             return exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
         case exceptions.ParseError():

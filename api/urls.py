@@ -12,6 +12,9 @@ class ApiDocsView(SpectacularSwaggerSplitView):
 
     url_name = "api:schema"
     template_name = "api/swagger_ui.html"
+    # DRF answers OPTIONS by rendering metadata through this page's HTML renderer, which has no
+    # template for it: a 500. A page has nothing to describe; 405 lists what it takes.
+    http_method_names = ["get", "head"]
 
 
 urlpatterns = [

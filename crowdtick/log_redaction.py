@@ -9,6 +9,13 @@ log record is created: `install()` wraps the process's log record factory, so no
 handler or formatter ever sees it. `configure_logging` is Django's `LOGGING_CONFIG`, so every
 process that sets Django up (gunicorn and uvicorn workers, Celery, manage.py) installs it.
 
+The mask also covers tracebacks (an exception's text can hold the path: Channels' "No route
+found for path 'ws/polls/…/manage/<token>'"): the traceback is formatted and masked when the
+record is made. Paths match in any case (`/p/x/MANAGE/<token>/` is logged as a 404 too).
+
+Records of `django.security.*` loggers (a forged Host, too many fields) are client errors answered
+400: their message says it all, so their traceback is dropped.
+
 nginx does not log through Python: its access log must mask the token itself (deploy/nginx).
 """
 
@@ -18,14 +25,12 @@ import re
 from collections.abc import MutableMapping
 from typing import Any
 
-OWNER_TOKEN_IN_PATH = re.compile(r"(/manage/)[^/?#\s\"']+")
+OWNER_TOKEN_IN_PATH = re.compile(r"(/manage/)[^/?#\s\"']+", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 
 def redact(text: str) -> str:
     """`text` with the token of every owner path in it replaced by `[redacted]`."""
-    if "/manage/" not in text:
-        return text
     return OWNER_TOKEN_IN_PATH.sub(rf"\g<1>{REDACTED}", text)
 
 
@@ -40,7 +45,17 @@ def _redacted(value: Any) -> Any:
     return masked if masked != text else value
 
 
+_TRACEBACK_FORMATTER = logging.Formatter()
+
+
 def redact_record(record: logging.LogRecord) -> None:
+    if record.exc_info and record.name.startswith("django.security."):
+        record.exc_info = None
+    if record.exc_info and record.exc_info[0] is not None:
+        # Formatters reuse `exc_text` when it is set, so the masked text is what every handler writes.
+        record.exc_text = redact(_TRACEBACK_FORMATTER.formatException(record.exc_info))
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
     if isinstance(record.msg, str):
         record.msg = redact(record.msg)
     args = record.args

@@ -226,6 +226,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.negotiation.QuickContentNegotiation",
+    # Every API view says no in JSON `{"detail"}`, the schema and docs views of drf-spectacular too.
+    "EXCEPTION_HANDLER": "api.errors.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CrowdTick API",
@@ -243,6 +245,7 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+DEFAULT_EXCEPTION_REPORTER = "crowdtick.debug.ExceptionReporterForAnyRequest"
 
 # Owner links carry the poll's secret in their path: mask it in every log record (crowdtick/log_redaction.py).
 LOGGING_CONFIG = "crowdtick.log_redaction.configure_logging"

@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from crowdtick.health import readiness
 from polls import jobs, selectors, services
@@ -80,14 +80,14 @@ def _results_context(
     }
 
 
-@require_GET
+@require_safe
 def landing(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(
         request, "landing.html", {"form": PollCreateForm(), "choice_rows": [""] * INITIAL_CHOICE_ROWS}
     )
 
 
-@require_GET
+@require_safe
 def choice_row(request: HttpRequest) -> TemplateResponse:
     """One more empty choice row, swapped into the create form by HTMX."""
     return TemplateResponse(request, "landing.html#choice-row", {"text": ""})
@@ -125,7 +125,7 @@ def _with_retry_after(response: HttpResponse, seconds: int | None) -> HttpRespon
     return response
 
 
-@require_GET
+@require_safe
 def poll_detail(request: HttpRequest, slug: str) -> TemplateResponse:
     poll, cached_tally = _poll_with_tally_or_404(slug)
     context = _results_context(request, poll, cached_tally=cached_tally)
@@ -162,13 +162,13 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
     return remember_voter(request, _with_retry_after(response, retry_after))
 
 
-@require_GET
+@require_safe
 def results(request: HttpRequest, slug: str) -> TemplateResponse:
     poll, cached_tally = _poll_with_tally_or_404(slug)
     return TemplateResponse(request, "results.html", _results_context(request, poll, cached_tally=cached_tally))
 
 
-@require_GET
+@require_safe
 def live(request: HttpRequest, slug: str) -> TemplateResponse:
     poll, cached_tally = _poll_with_tally_or_404(slug)
     theme = request.GET.get("theme") if request.GET.get("theme") in ("dark", "light") else "dark"
@@ -183,7 +183,7 @@ def live(request: HttpRequest, slug: str) -> TemplateResponse:
     return response
 
 
-@require_GET
+@require_safe
 @cache_control(public=True, max_age=3600)
 def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
     poll = _poll_or_404(slug)
@@ -195,7 +195,7 @@ def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(svg.getvalue(), content_type="image/svg+xml")
 
 
-@require_GET
+@require_safe
 def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
     poll = _owned_poll_or_404(slug, token)
     return _manage_page(
@@ -225,7 +225,7 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
     return TemplateResponse(request, "manage.html", context, status=status)
 
 
-@require_GET
+@require_safe
 def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """The votes-per-minute chart, refreshed by HTMX; without it, the owner page shows the same chart."""
     poll = _owned_poll_or_404(slug, token)
@@ -265,17 +265,17 @@ def manage_settings(request: HttpRequest, slug: str, token: str) -> HttpResponse
     return _manage_page(request, poll, token, form, status=400)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    """GET asks for confirmation; POST deletes for good."""
+    """GET (and HEAD) asks for confirmation; POST deletes for good."""
     poll = _owned_poll_or_404(slug, token)
-    if request.method == "GET":
+    if request.method != "POST":
         return TemplateResponse(request, "delete.html", {"poll": poll, "token": token})
     services.poll_delete(poll=poll)
     return TemplateResponse(request, "deleted.html", {"question": poll.question})
 
 
-@require_GET
+@require_safe
 def manage_export(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     poll = _owned_poll_or_404(slug, token)
     if not selectors.poll_export_inline(poll=poll):
@@ -286,7 +286,7 @@ def manage_export(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     return response
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """POST starts the background export of a large poll (unless one is pending or fresh); GET shows its state."""
     poll = _owned_poll_or_404(slug, token)
@@ -308,7 +308,7 @@ def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpRe
     return TemplateResponse(request, template, context, status=status)
 
 
-@require_GET
+@require_safe
 def manage_export_file(request: HttpRequest, slug: str, token: str) -> FileResponse:
     """The finished export file; its path comes from the poll the owner token opened, never from the request."""
     poll = _owned_poll_or_404(slug, token)
@@ -323,12 +323,12 @@ def manage_export_file(request: HttpRequest, slug: str, token: str) -> FileRespo
     return FileResponse(file, as_attachment=True, filename=filename, content_type="text/csv; charset=utf-8")
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
 
 
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     checks = readiness()
     ready = all(checks.values())
