@@ -189,13 +189,16 @@ VOTER_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
 # Header nginx fills with the client's address; empty means trust REMOTE_ADDR only.
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
-# Requests per RATELIMIT_WINDOW seconds (polls/ratelimit.py). Per address is generous: a hall of
-# 2,000 phones behind one NAT address must be able to vote twice over in one window; per voter is
-# strict, since one person needs one vote per poll plus a few retries.
+# Requests per RATELIMIT_WINDOW seconds, over any such stretch of time (a sliding window: polls/ratelimit.py).
+# Per address is generous: a hall of 2,000 phones behind one NAT address must be able to vote twice
+# over in one window; per voter is strict, since one person needs one vote per poll plus a few retries.
 RATELIMIT_WINDOW = env_int("RATELIMIT_WINDOW", 60, minimum=1)
 RATELIMIT_VOTES_PER_ADDRESS = env_int("RATELIMIT_VOTES_PER_ADDRESS", 5000, minimum=1)
 RATELIMIT_VOTES_PER_VOTER = env_int("RATELIMIT_VOTES_PER_VOTER", 10, minimum=1)
 RATELIMIT_POLLS_PER_ADDRESS = env_int("RATELIMIT_POLLS_PER_ADDRESS", 60, minimum=1)
+# New polls per address over any 24 hours. The per-minute limit alone let one address make 86,400 a
+# day; 200 still lets a school or an office behind one address make a poll per class or meeting all day.
+RATELIMIT_POLLS_PER_ADDRESS_PER_DAY = env_int("RATELIMIT_POLLS_PER_ADDRESS_PER_DAY", 200, minimum=1)
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "/static/"

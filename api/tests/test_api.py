@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from polls import services
 from polls.models import Ballot, Poll
-from polls.ratelimit import rate_limits_reset
+from polls.ratelimit import SLICES, rate_limits_reset
 
 pytestmark = pytest.mark.django_db
 
@@ -373,7 +373,7 @@ def test_a_voter_over_the_limit_gets_429_with_retry_after(client, settings):
     assert [vote(client, poll, voter="eager").status_code for poll in polls[:3]] == [201, 201, 201]
     response = vote(client, polls[3], voter="eager")
     assert_error(response, 429, detail_contains="too many votes from you")
-    assert 1 <= int(response["Retry-After"]) <= settings.RATELIMIT_WINDOW
+    assert 1 <= int(response["Retry-After"]) <= settings.RATELIMIT_WINDOW * (1 + 1 / SLICES)
     assert polls[3].ballots.count() == 0
     assert vote(client, polls[3], voter="patient").status_code == 201
 
@@ -392,6 +392,17 @@ def test_poll_creation_is_limited_per_address(client, settings):
     response = post_json(client, "/api/polls/", body)
     assert_error(response, 429)
     assert int(response["Retry-After"]) >= 1
+
+
+def test_an_address_past_its_polls_for_the_day_gets_429_saying_so(client, settings):
+    settings.RATELIMIT_POLLS_PER_ADDRESS_PER_DAY = 2
+    body = {"question": "Q", "choices": ["A", "B"]}
+    assert [post_json(client, "/api/polls/", body).status_code for _ in range(2)] == [201, 201]
+    response = post_json(client, "/api/polls/", body)
+    assert_error(response, 429, detail_contains="has made 2 polls in the last 24 hours")
+    assert response.json()["detail"].endswith(" hours.")
+    assert 24 * 3600 <= int(response["Retry-After"]) <= 26 * 3600  # when the first one is a day old
+    assert Poll.objects.count() == 2
 
 
 def test_ratelimit_enable_0_turns_limits_off(client, settings):
