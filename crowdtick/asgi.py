@@ -10,15 +10,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crowdtick.settings")
 django_http_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from realtime.lifespan import lifespan_app  # noqa: E402
+from realtime.origin import SameOriginValidator  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_http_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        # The Origin must be the site's own: scheme, host and port (realtime/origin.py).
+        "websocket": SameOriginValidator(URLRouter(websocket_urlpatterns)),
         # Embedded mode runs the broadcaster in this process (servers started with --lifespan off skip it).
         "lifespan": lifespan_app,
     }

@@ -16,6 +16,23 @@ logger = logging.getLogger(__name__)
 
 # Close code for an unknown poll or a wrong owner link: pages stop reconnecting on it.
 CLOSE_POLL_NOT_FOUND = 4404
+# Pages send only small keep-alive pings. Bigger messages close the socket with 1009 ("message too
+# big"); `make run` and the stack also set the server's own limit (uvicorn --ws-max-size 4096).
+MAX_INCOMING_BYTES = 4096
+CLOSE_MESSAGE_TOO_BIG = 1009
+
+
+class RefuseHandshake(AsyncWebsocketConsumer):
+    """Refuses the handshake (the server answers 403): a path no route matches, a foreign Origin.
+
+    Without a route for them, Channels' router raises and the server logs a traceback (with the
+    path, owner tokens included) and answers 500. No channel layer: a refusal costs no Redis.
+    """
+
+    channel_layer_alias = None
+
+    async def connect(self):
+        await self.close()
 
 
 class PollResultsConsumer(AsyncWebsocketConsumer):
@@ -64,6 +81,9 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         """Pages send keep-alive pings so idle proxies keep the socket; there is nothing to answer."""
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > MAX_INCOMING_BYTES:
+            await self.close(code=CLOSE_MESSAGE_TOO_BIG)
 
     def push(self, html: str, version: int | None) -> None:
         """Sends `html` unless older than what this viewer has, or the very fragment it was handed last (a

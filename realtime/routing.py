@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from realtime import consumers
 
@@ -7,4 +7,6 @@ websocket_urlpatterns = [
     # The owner page: results always, whatever the poll's visibility. The token is the one in
     # the owner page's own address, so it reveals nothing new.
     path("ws/polls/<str:slug>/manage/<str:token>/", consumers.PollResultsConsumer.as_asgi()),
+    # Any other path (a typo, an owner link without its trailing slash) is refused at the handshake.
+    re_path(r"", consumers.RefuseHandshake.as_asgi()),
 ]

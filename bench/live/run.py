@@ -142,8 +142,11 @@ class Processes:
                         "--no-access-log",
                         "--lifespan",
                         "off",
+                        "--ws-max-size",
+                        "4096",
                     ]
-                self.spawn(name, command)
+                # Viewers connect to these ports directly, from pages of the web port's origin.
+                self.spawn(name, command, {"CSRF_TRUSTED_ORIGINS": f"http://127.0.0.1:{web}"})
             self.spawn("broadcaster", [sys.executable, "manage.py", "broadcast"])
             base = f"http://127.0.0.1:{web}"
             ws = [f"ws://127.0.0.1:{ws1}", f"ws://127.0.0.1:{ws2}"]

@@ -236,6 +236,71 @@ def test_a_websocket_handshake_from_elsewhere_is_refused(poll_and_token, origin)
     assert websocket_accepts(f"/ws/polls/{poll.slug}/", host + [(b"origin", b"http://127.0.0.1:8000")])
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("scheme", "host", "origin", "accepted"),
+    [
+        pytest.param("ws", "127.0.0.1:8000", "http://127.0.0.1:8000", True, id="same origin"),
+        pytest.param("ws", "localhost", "http://localhost:80", True, id="same origin, default port spelled out"),
+        pytest.param("wss", "example.com", "https://example.com", True, id="same origin over TLS"),
+        pytest.param("ws", "127.0.0.1:8000", "http://127.0.0.1:9999", False, id="another port"),
+        pytest.param("ws", "127.0.0.1:8000", "https://127.0.0.1:8000", False, id="another scheme"),
+        pytest.param("wss", "example.com", "http://example.com", False, id="plain-HTTP twin of a TLS site"),
+        pytest.param("ws", "127.0.0.1:8000", "http://localhost:8000", False, id="another allowed host"),
+        pytest.param("ws", "evil.example", "http://evil.example", False, id="same origin on a host not allowed"),
+        pytest.param("ws", "127.0.0.1:8000", "http://trusted.example:8443", True, id="CSRF_TRUSTED_ORIGINS"),
+    ],
+)
+def test_a_websocket_handshake_is_accepted_only_from_the_same_scheme_host_and_port(
+    settings, poll_and_token, scheme, host, origin, accepted
+):
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "example.com"]
+    settings.CSRF_TRUSTED_ORIGINS = ["http://trusted.example:8443"]
+    poll, _ = poll_and_token
+
+    async def handshake():
+        headers = [(b"host", host.encode()), (b"origin", origin.encode())]
+        ws = WebsocketCommunicator(application, f"/ws/polls/{poll.slug}/", headers=headers)
+        ws.scope["scheme"] = scheme
+        connected, _ = await ws.connect()
+        await ws.disconnect()
+        return connected
+
+    assert async_to_sync(handshake)() is accepted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unknown_websocket_paths_are_refused_at_the_handshake_without_a_traceback_or_the_token(
+    poll_and_token, caplog
+):
+    poll, token = poll_and_token
+    caplog.set_level(logging.DEBUG)
+    headers = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")]
+    paths = ["/ws/", "/ws/nothing/", "/ws/polls/", f"/ws/polls/{poll.slug}", f"/ws/polls/{poll.slug}/manage/{token}"]
+    for path in paths:  # the last two: the trailing slash forgotten
+        assert not websocket_accepts(path, headers), path
+    assert [record for record in caplog.records if record.exc_info or record.exc_text] == []
+    assert token not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_websocket_message_over_4_kib_closes_the_socket(poll_and_token):
+    poll, _ = poll_and_token
+
+    async def send(size: int) -> dict | None:
+        headers = [(b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000")]
+        ws = WebsocketCommunicator(application, f"/ws/polls/{poll.slug}/", headers=headers)
+        assert (await ws.connect())[0]
+        await ws.receive_from(timeout=3)  # the snapshot
+        await ws.send_to(text_data="é" * (size // 2))  # two bytes each in UTF-8: counted in bytes
+        output = None if await ws.receive_nothing(timeout=0.3) else await ws.receive_output(timeout=1)
+        await ws.disconnect()
+        return output
+
+    assert async_to_sync(send)(4096) is None
+    assert async_to_sync(send)(4098) == {"type": "websocket.close", "code": 1009}
+
+
 # --- Hostile input: XSS and CSV formulas -------------------------------------------------
 
 
