@@ -10,6 +10,19 @@ from polls.models import CHOICE_MAX_LENGTH, DESCRIPTION_MAX_LENGTH, MAX_CHOICES,
 
 INITIAL_CHOICE_ROWS = 3
 
+# What each duplicate protection can and cannot stop, in plain words, after its short name (the
+# model's label): the create form offers them with these, and the owner page says which one it has.
+DEDUPE_HELP = {
+    Poll.Dedupe.BROWSER: (
+        "Someone who clears their cookies, opens a private window or uses another browser can vote again."
+    ),
+    Poll.Dedupe.IP: (
+        "People sharing Wi-Fi or a network (a hall, an office, a home) can vote only once between them; "
+        "someone who switches to mobile data can vote again."
+    ),
+    Poll.Dedupe.NONE: "Every submission counts, however often the same person sends one.",
+}
+
 
 class ChoiceRowsWidget(forms.Widget):
     """Any number of `choices` inputs, one per row; rows are added by HTMX or a plain submit."""
@@ -82,6 +95,10 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
         elif not data.get("max_choices"):
             data["max_choices"] = max(len(data.get("choices") or []), 1)
         return data
+
+    def dedupe_options(self) -> list[tuple[str, str, str]]:
+        """(value, short name, what it can and cannot stop) for each duplicate protection."""
+        return [(value, label, DEDUPE_HELP[value]) for value, label in self.fields["dedupe"].choices]
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data

@@ -20,7 +20,7 @@ from crowdtick.health import readiness
 from polls import jobs, selectors, services
 from polls.models import Poll
 from polls.ratelimit import RateLimited, rate_limit_check
-from web.forms import INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
+from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
 from web.voter import client_ip, remember_voter, voter_key_for, voter_key_from_cookie
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
@@ -217,6 +217,7 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
         "manage_url": request.build_absolute_uri(reverse("web:manage", args=[poll.slug, token])),
         "just_created": request.GET.get("created") == "1",
         "settings_form": settings_form,
+        "dedupe_help": DEDUPE_HELP[poll.dedupe],
         "chart": selectors.poll_vote_chart(poll=poll),
         "export_inline": selectors.poll_export_inline(poll=poll),
     }

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 
 from polls import selectors, tasks
 from polls.models import Ballot, Poll
+from web.forms import DEDUPE_HELP
 from web.tests.conftest import HTMX
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +53,30 @@ def test_the_landing_page_shows_the_create_form(client, db, headers):
     assert '<form class="card create-form" method="post" action="/polls/new/"' in html
     assert html.count('name="choices"') == 3
     assert '<label for="id_question">Question</label>' in html
+
+
+def test_the_create_form_says_what_each_duplicate_protection_can_and_cannot_stop(client, db):
+    html = client.get("/").content.decode()
+    labels = dict(
+        re.findall(
+            r'<label class="radio[^"]*"><input type="radio" name="dedupe" value="(\w+)"[^>]*>(.*?)</label>', html
+        )
+    )
+    assert set(labels) == {"browser", "ip", "none"}
+    assert "clears their cookies" in labels["browser"] and "another browser can vote again" in labels["browser"]
+    assert "sharing Wi-Fi" in labels["ip"] and "only once between them" in labels["ip"]
+    assert "Every submission counts" in labels["none"]
+    # One home for the words: the create form and the owner page both show DEDUPE_HELP.
+    assert all(DEDUPE_HELP[value] in label for value, label in labels.items())
+
+
+def test_the_owner_page_says_what_its_polls_duplicate_protection_can_and_cannot_stop(client, make_poll):
+    poll = make_poll(dedupe="ip")
+    html = client.get(poll.manage_url()).content.decode()
+    assert (
+        f"<strong>Duplicate protection:</strong> One vote per browser and per network address. {DEDUPE_HELP['ip']}"
+        in html
+    )
 
 
 @HTMX_CASES
