@@ -12,10 +12,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-## make run: the whole site (HTTP and WebSockets) on embedded defaults, at http://127.0.0.1:8000
+## make run: the whole site (HTTP and WebSockets) on embedded defaults, at http://127.0.0.1:8000. Safe by default:
+## DEBUG off (DEBUG=1 make run for debug pages), a SECRET_KEY made once into $(SECRET_KEY_FILE) (git-ignored, 0600),
+## X-Forwarded-For ignored (uvicorn --no-proxy-headers; CLIENT_IP_HEADER names a header to trust behind a proxy)
+SECRET_KEY_FILE ?= .secret_key
 run: $(VENV)/.installed
-	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --no-input
-	DEBUG=$${DEBUG:-1} $(VENV)/bin/uvicorn crowdtick.asgi:application --host $(HOST) --port $(PORT) --ws websockets
+	@key=$$($(PY) scripts/secret_key.py $(SECRET_KEY_FILE)) && export SECRET_KEY="$${SECRET_KEY:-$$key}" \
+	  DEBUG="$${DEBUG:-0}" && $(PY) manage.py migrate --no-input && \
+	  exec $(VENV)/bin/uvicorn crowdtick.asgi:application --host $(HOST) --port $(PORT) --ws websockets \
+	    --no-proxy-headers --ws-max-size 4096
 
 ## make test: the whole suite; against PostgreSQL, Redis and Celery too when DATABASE_URL and REDIS_URL are set
 test: $(VENV)/.installed

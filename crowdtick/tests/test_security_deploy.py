@@ -4,6 +4,7 @@ These start subprocesses (manage.py, uvicorn, gunicorn, nginx) on 127.0.0.1 with
 SQLite file, so they run the same with or without PostgreSQL and Redis.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -195,3 +196,79 @@ def test_nginx_access_log_of_make_stack_does_not_record_owner_tokens(tmp_path):
     logged = "".join(path.read_text() for path in tmp_path.glob("*access*.log"))
     assert f"/p/{slug}/manage/" in logged, "nothing was logged:\n" + logged
     assert token not in logged, logged
+
+
+# --- `make run`: safe by default, and still needing no setting ---------------------------
+
+
+@contextlib.contextmanager
+def make_run(tmp_path: Path, **extra: str):
+    """`make run` as a person types it, on a free port; yields its base URL and stops it by its process group.
+
+    Its SQLite file and generated key go to `tmp_path`, so the checkout is left as it was."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
+    for setting in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "CLIENT_IP_HEADER", "ALLOWED_HOSTS"):
+        env.pop(setting, None)
+    port, log = free_port(), tmp_path / "make-run.log"
+    command = ["make", "--no-print-directory", "run", f"PORT={port}", f"SECRET_KEY_FILE={tmp_path / 'secret_key'}"]
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env | {"SQLITE_PATH": str(tmp_path / "db.sqlite3")} | extra,
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while fetch(f"{base}/healthz")[0] != 200:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.2)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def fetch(url: str, body: dict | None = None, **headers: str) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else None
+    headers |= {"Content-Type": "application/json"} if data else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_make_run_is_safe_by_default_and_still_needs_no_setting(tmp_path):
+    with make_run(tmp_path) as base:
+        assert fetch(f"{base}/")[0] == 200
+        assert fetch(base.replace("127.0.0.1", "localhost") + "/")[0] == 200
+        assert fetch(f"{base}/static/css/crowdtick.css")[0] == 200  # with DEBUG off
+        status, page = fetch(f"{base}/no/such/page/")
+        assert status == 404 and "URLconf" not in page  # no debug page listing the URLs
+        # X-Forwarded-For is not trusted: one ballot per address, however many addresses a client claims.
+        status, created = fetch(f"{base}/api/polls/", {"question": "Q?", "choices": ["A", "B"], "dedupe": "ip"})
+        assert status == 201, created
+        poll = json.loads(created)
+        votes = [
+            fetch(f"{base}/api/votes/", {"poll": poll["id"], "choices": [poll["choices"][0]["id"]], "voter": voter},
+                  **{"X-Forwarded-For": forged})
+            for voter, forged in (("one", "198.51.100.1"), ("two", "198.51.100.2"))
+        ]  # fmt: skip
+        assert [status for status, _ in votes] == [201, 409]
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert len(key_file.read_text().strip()) >= 50
+    ignored = subprocess.run(["git", "check-ignore", "--quiet", ".secret_key"], cwd=ROOT)
+    assert ignored.returncode == 0, "the default key file .secret_key is not git-ignored"
+
+
+def test_debug_1_make_run_brings_the_debug_pages_back_with_the_same_key(tmp_path):
+    with make_run(tmp_path):
+        pass
+    key = (tmp_path / "secret_key").read_text()
+    with make_run(tmp_path, DEBUG="1") as base:
+        status, page = fetch(f"{base}/no/such/page/")
+        assert status == 404 and "URLconf" in page
+    assert (tmp_path / "secret_key").read_text() == key  # kept: voter cookies stay valid across restarts
