@@ -186,7 +186,8 @@ SECURE_CSP = {
 # --- Voters ------------------------------------------------------------------------------
 VOTER_COOKIE_NAME = "ct_voter"
 VOTER_COOKIE_MAX_AGE = 60 * 60 * 24 * 365
-# Header nginx fills with the client's address; empty means trust REMOTE_ADDR only.
+# Header nginx fills with the client's address (of a list, the last entry: the one nginx added); empty means
+# trust REMOTE_ADDR only. `make run` passes no proxy header on either (uvicorn --no-proxy-headers).
 CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
 RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
 # Requests per RATELIMIT_WINDOW seconds, over any such stretch of time (a sliding window: polls/ratelimit.py).

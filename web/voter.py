@@ -1,5 +1,6 @@
 """Who is voting: the signed voter cookie and the client's address."""
 
+import ipaddress
 import secrets
 
 from django.conf import settings
@@ -41,9 +42,21 @@ def remember_voter(request: HttpRequest, response: HttpResponse) -> HttpResponse
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The client's address: from the proxy's header when one is configured, else the socket's."""
+    """The client's address: from the proxy's header when CLIENT_IP_HEADER names one, else the socket's.
+
+    Of a list (`X-Forwarded-For: <what the client sent>, <what our proxy saw>`) only the last entry
+    is the proxy's own; the ones before it are whatever the client wrote. Text that is not an IP
+    address is never used as one: it would be counted by no rate limit and match no other ballot.
+    """
     if settings.CLIENT_IP_HEADER:
-        forwarded = request.META.get(settings.CLIENT_IP_HEADER, "")
+        forwarded = _ip_address(request.META.get(settings.CLIENT_IP_HEADER, "").rsplit(",", 1)[-1])
         if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR")
+            return forwarded
+    return _ip_address(request.META.get("REMOTE_ADDR") or "")
+
+
+def _ip_address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None

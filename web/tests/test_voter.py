@@ -6,9 +6,10 @@ import pytest
 from django.conf import settings
 from django.test import Client, RequestFactory
 
+from polls import services
 from polls.models import Ballot
 from web.tests.conftest import HTMX
-from web.voter import voter_key_from_cookie
+from web.voter import client_ip, voter_key_from_cookie
 
 pytestmark = pytest.mark.django_db
 
@@ -75,3 +76,39 @@ def test_a_forged_cookie_is_ignored_and_replaced(client, poll):
 def test_viewing_a_poll_sets_no_cookie(client, poll):
     response = client.get(poll.url())
     assert COOKIE not in response.cookies
+
+
+# --- The client's address ----------------------------------------------------------------
+
+
+def address_of(settings, header: str, **meta) -> str | None:
+    settings.CLIENT_IP_HEADER = header
+    return client_ip(RequestFactory().get("/", **meta))
+
+
+def test_proxy_headers_are_ignored_unless_client_ip_header_names_one(settings):
+    forged = {"REMOTE_ADDR": "203.0.113.7", "HTTP_X_FORWARDED_FOR": "198.51.100.1", "HTTP_X_REAL_IP": "198.51.100.2"}
+    assert address_of(settings, "", **forged) == "203.0.113.7"
+    assert address_of(settings, "HTTP_X_REAL_IP", **forged) == "198.51.100.2"
+
+
+def test_of_a_forwarded_list_only_the_entry_our_proxy_added_counts(settings):
+    meta = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7"}
+    assert address_of(settings, "HTTP_X_FORWARDED_FOR", **meta) == "203.0.113.7"
+
+
+def test_text_that_is_not_an_ip_address_is_never_used_as_one(settings):
+    assert address_of(settings, "HTTP_X_REAL_IP", REMOTE_ADDR="127.0.0.1", HTTP_X_REAL_IP="not-an-ip") == "127.0.0.1"
+    assert address_of(settings, "", REMOTE_ADDR="not-an-ip") is None
+    assert address_of(settings, "", REMOTE_ADDR=" 2001:DB8::1 ") == "2001:db8::1"
+
+
+def test_an_invalid_forwarded_address_does_not_get_around_one_ballot_per_address(settings, client):
+    settings.CLIENT_IP_HEADER = "HTTP_X_REAL_IP"
+    poll, _ = services.poll_create(question="Q?", choices=["A", "B"], dedupe="ip")
+    body = {"poll": poll.slug, "choices": [poll.choices.first().id]}
+    answers = [
+        client.post("/api/votes/", body | {"voter": voter}, content_type="application/json", HTTP_X_REAL_IP=text)
+        for voter, text in (("one", "not-an-ip"), ("two", "also-not-an-ip"))
+    ]
+    assert [answer.status_code for answer in answers] == [201, 409]
