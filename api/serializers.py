@@ -12,6 +12,7 @@ from polls.models import (
     VOTER_KEY_MAX_LENGTH,
     Poll,
 )
+from polls.voters import voter_key_normalise
 
 
 class TextField(serializers.CharField):
@@ -43,12 +44,29 @@ class WholeNumberField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
-def voter_field(**kwargs) -> TextField:
-    return TextField(
+class VoterKeyField(TextField):
+    """A voter key, normalised by the domain's rule (`polls.voters`) before anything uses it."""
+
+    default_error_messages = {
+        "only_spaces": "The voter key is only spaces: send 1 to 64 characters that are not all spaces.",
+    }
+
+    def to_internal_value(self, data):
+        key = voter_key_normalise(super().to_internal_value(data))
+        if not key:
+            self.fail("only_spaces")
+        return key
+
+
+def voter_field(**kwargs) -> VoterKeyField:
+    return VoterKeyField(
         min_length=1,
         max_length=VOTER_KEY_MAX_LENGTH,
         trim_whitespace=False,
-        help_text="An opaque key naming the voter, 1 to 64 characters; the same (poll, voter) is one ballot.",
+        help_text=(
+            "An opaque key naming the voter, 1 to 64 characters; the same (poll, voter) is one ballot. Compared "
+            "after Unicode NFKC normalisation, case folding and trimming: `Alice` and ` alice ` are one voter."
+        ),
         **kwargs,
     )
 

@@ -286,10 +286,33 @@ def test_a_multiple_choice_poll_takes_up_to_max_choices(client):
 
 @pytest.mark.parametrize(
     ("voter", "says"),
-    [("", "blank"), ("v" * 65, "64 characters"), (12, "text"), ("a\u0000b", "null characters")],
+    [
+        ("", "blank"),
+        ("v" * 65, "64 characters"),
+        (12, "text"),
+        ("a\u0000b", "null characters"),
+        ("   ", "only spaces"),
+        ("\u3000\t", "only spaces"),  # an ideographic space and a tab: nothing left once trimmed
+    ],
 )
 def test_a_bad_voter_key_is_400(client, voter, says):
     assert_error(vote(client, make_poll(), voter=voter), 400, detail_contains=says, field="voter")
+
+
+def test_spellings_of_one_voter_key_are_one_voter(client):
+    poll = make_poll()
+    assert vote(client, poll, voter="José").json()["voter"] == "josé"
+    # Another case, spaces around, fullwidth letters, the decomposed spelling (e + combining acute).
+    for spelling in ("JOSÉ", " josé ", "ｊｏｓé", "Jose\u0301"):
+        assert_error(vote(client, poll, voter=spelling), 409, detail_contains="already voted")
+    assert list(poll.ballots.values_list("voter_key", flat=True)) == ["josé"]
+    assert vote(client, poll, voter="josie").status_code == 201  # a different key is another voter
+
+
+def test_results_find_the_voter_by_any_spelling_of_the_key(client):
+    poll = make_poll(results_visibility="after_vote")
+    assert vote(client, poll, voter="Alice").status_code == 201
+    assert client.get(f"/api/polls/{poll.slug}/results/", {"voter": " ALICE "}).status_code == 200
 
 
 def test_without_voter_or_cookie_the_vote_is_400_voter_required(client):
