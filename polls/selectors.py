@@ -233,14 +233,16 @@ def results_hidden_reason(*, poll: Poll) -> str:
 
 
 def ballots_csv_rows(*, poll: Poll) -> Iterator[list[str]]:
-    """The CSV export: a header, then each ballot's time (UTC) and chosen texts.
+    """The CSV export: a header, then each counted ballot's time (UTC) and chosen texts (void ones are
+    left out, as from every count).
 
     No voter keys or address hashes leave the record, and cells that a spreadsheet would run as
     a formula are prefixed with an apostrophe.
     """
     choices = list(poll.choices.all())
     yield ["submitted_at", "choices"]
-    ballots = Ballot.objects.filter(poll=poll).order_by("submitted_at", "id").values_list("submitted_at", "choice_mask")
+    ballots = Ballot.objects.filter(poll=poll, voided_at__isnull=True).order_by("submitted_at", "id")
+    ballots = ballots.values_list("submitted_at", "choice_mask")
     for submitted_at, mask in ballots.iterator(chunk_size=2000):
         texts = "; ".join(choice.text for choice in choices if mask & choice.bit)
         when = submitted_at.astimezone(UTC).isoformat().replace("+00:00", "Z")

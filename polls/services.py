@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from polls.ballot_audit import BURST_WINDOW
 from polls.ballot_box import ballot_insert
 from polls.exports import poll_export_path, poll_export_release
 from polls.models import (
@@ -28,6 +29,7 @@ from polls.models import (
     MAX_CHOICES,
     MIN_CHOICES,
     VOTER_KEY_MAX_LENGTH,
+    Ballot,
     Choice,
     Poll,
     hash_owner_token,
@@ -39,11 +41,12 @@ from polls.selectors import (
     ballots_csv_lines,
     poll_ids_opened_or_closed_between,
     poll_ids_with_ballots_since,
+    polls_with_choices,
 )
 from polls.tallies.changes import tally_mark_changed
 from polls.tallies.counts import tally_discard, tally_record_ballot, tally_start
-from polls.tallies.reconcile import tallies_reconcile_changed
-from polls.vote_minutes import COMMIT_SLACK, minute_counts_refresh
+from polls.tallies.reconcile import tallies_reconcile_changed, tally_mark_stale, tally_reconcile_many
+from polls.vote_minutes import COMMIT_SLACK, minute_counts_forget, minute_counts_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ VOTE_MINUTES_LOOKBACK = timedelta(minutes=3) + COMMIT_SLACK
 # How far back the deadline announcer looks when it has no checkpoint (first run, Redis flushed).
 DEADLINE_CATCH_UP = timedelta(minutes=10)
 DEADLINES_CHECKPOINT_KEY = "deadlines:announced_until"
+# A void waits this long for a reconcile run that holds the lock (a run takes about a second), so
+# the owner sees the corrected tally at once; past it, the runs to come correct it (a stale mark).
+VOID_RECONCILE_WAIT_SECONDS = 5
+VOID_REASON_BURST = "Burst from one network, voided by the owner"
 
 
 class VoteRejected(Exception):
@@ -84,6 +91,12 @@ class VoterRequired(VoteRejected):
 
 class AlreadyVoted(VoteRejected):
     message = "You have already voted in this poll; your first vote counts."
+
+
+class VoidUnavailable(Exception):
+    """Ballots cannot be voided now: the tallies' store is unreachable, and would never hear of it."""
+
+    message = "Voiding is unavailable for a moment (the live counts cannot be updated). Nothing was voided: try again."
 
 
 @dataclass(frozen=True)
@@ -262,6 +275,44 @@ def poll_delete(*, poll: Poll) -> None:
     poll_id = poll.id
     poll.delete()
     tally_discard(poll_ids={poll_id})
+
+
+def ballots_void_burst(*, poll: Poll, network: str, minute: datetime) -> int:
+    """Voids the poll's counted ballots from one network (its salted hash) in the burst window that
+    starts at `minute`; returns how many. They stay in the record, marked, and keep their voters
+    (and addresses) from voting again; every count leaves them out from now on.
+
+    The tally is not decremented here: a ballot of the burst may still be on its way to Redis, and
+    nothing could tell. The reconciler's look counts exactly that (`polls.tallies.reconcile`), so
+    the poll is marked stale, then looked at once the void is committed. Voiding needs Redis up in
+    production: a void the tallies might never hear of would leave them wrong for good.
+    """
+    try:
+        tally_mark_stale(poll_id=poll.id)
+    except redis.RedisError:
+        raise VoidUnavailable() from None
+    with transaction.atomic():
+        voided = Ballot.objects.filter(
+            poll=poll,
+            ip_hash=network,
+            submitted_at__gte=minute,
+            submitted_at__lt=minute + BURST_WINDOW,
+            voided_at__isnull=True,
+        ).update(voided_at=timezone.now(), void_reason=VOID_REASON_BURST)
+        if voided:
+            transaction.on_commit(lambda: _ballots_voided(poll_id=poll.id))
+    return voided
+
+
+def _ballots_voided(*, poll_id: int) -> None:
+    """After a void's commit: the tally taken down to the record, the chart's stored minutes dropped."""
+    minute_counts_forget(poll_id=poll_id)
+    try:
+        tally_mark_stale(poll_id=poll_id)  # again: a run may have cleared the mark before the commit
+        tally_reconcile_many(polls_with_choices(poll_ids=[poll_id]), wait_seconds=VOID_RECONCILE_WAIT_SECONDS)
+    except redis.RedisError:
+        logger.warning("Redis unavailable: poll %s's tally corrected by a later reconcile run", poll_id)
+    tally_mark_changed(poll_id=poll_id)
 
 
 def tallies_reconcile(*, now: datetime | None = None) -> int:

@@ -35,8 +35,8 @@ def floor_minute(moment: datetime) -> datetime:
 
 
 def minute_counts_from_record(*, poll_id: int, start: datetime, end: datetime | None = None) -> dict[datetime, int]:
-    """Ballots per minute in [start, end), one index range scan on (poll, submitted_at)."""
-    ballots = Ballot.objects.filter(poll_id=poll_id, submitted_at__gte=start)
+    """Counted (not void) ballots per minute in [start, end), one index range scan on (poll, submitted_at)."""
+    ballots = Ballot.objects.filter(poll_id=poll_id, submitted_at__gte=start, voided_at__isnull=True)
     if end is not None:
         ballots = ballots.filter(submitted_at__lt=end)
     rows = ballots.annotate(minute=TruncMinute("submitted_at")).values("minute").annotate(n=Count("id"))
@@ -62,6 +62,17 @@ def minute_counts_refresh(*, poll_id: int, now: datetime | None = None) -> None:
     pipeline.expire(_key(poll_id), KEY_TTL_SECONDS)
     pipeline.expire(_until_key(poll_id), KEY_TTL_SECONDS)
     pipeline.execute()
+
+
+def minute_counts_forget(*, poll_id: int) -> None:
+    """Drops the poll's stored minutes (its ballots were voided): the next read counts them again."""
+    client = get_redis()
+    if client is None:
+        return
+    try:
+        client.delete(_key(poll_id), _until_key(poll_id))
+    except redis.RedisError:
+        logger.warning("Redis unavailable: stored minutes of poll %s kept until they expire", poll_id)
 
 
 def minute_counts_get(*, poll_id: int, now: datetime | None = None) -> list[tuple[datetime, int]]:

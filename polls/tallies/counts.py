@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import redis
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from redis.commands.core import Script
 
 from polls.models import Ballot, Poll
@@ -35,28 +35,36 @@ def tally_from_record(poll: Poll) -> Tally:
 
 
 def tallies_from_record(polls: Sequence[Poll], *, ballot_ids: Sequence[int] | None = None) -> dict[int, Tally]:
-    """Counts every ballot of `polls` (or only those of `ballot_ids`) in one aggregate query grouped
-    by poll (poll id -> tally).
+    """Counts every ballot of `polls` that is not void (or every one of `ballot_ids`, void or not)
+    in one aggregate query grouped by poll (poll id -> tally).
 
     One query for all of them, not one per poll: the reconciler and the broadcaster read many polls
     at a time, and at a query per poll their cost grew with the number of polls.
+
+    `ballot_ids` are the ballots the reconciler saw counted in Redis during its look: a ballot
+    voided after its commit may still have been counted there, so they are counted void or not.
+    A void ballot was counted once and taken off once (the void's repair moves the version forward by
+    the ballots it takes off), so a tally rebuilt from the record starts at every ballot plus every
+    void one: no lower than the version the voided ballots left behind.
     """
     if not polls:
         return {}
     positions = range(1 + max((choice.position for poll in polls for choice in poll.choices.all()), default=0))
+    counted = Q(voided_at__isnull=True) if ballot_ids is None else Q()
     # Summing `mask & bit` over the ballots gives (selections of the choice at that position) × bit.
-    sums = {f"at{position}": Sum(F("choice_mask").bitand(1 << position)) for position in positions}
+    sums = {f"at{position}": Sum(F("choice_mask").bitand(1 << position), filter=counted) for position in positions}
     ballots = Ballot.objects.filter(poll_id__in=[poll.id for poll in polls])
     if ballot_ids is not None:
         ballots = ballots.filter(id__in=ballot_ids)
-    rows = ballots.values("poll_id").annotate(total=Count("id"), **sums).order_by()
+    voided = Count("id", filter=Q(voided_at__isnull=False))
+    rows = ballots.values("poll_id").annotate(total=Count("id", filter=counted), voided=voided, **sums).order_by()
     by_poll = {row["poll_id"]: row for row in rows}
     tallies = {}
     for poll in polls:
         row = by_poll.get(poll.id, {})
         counts = {choice.id: int(row.get(f"at{choice.position}") or 0) // choice.bit for choice in poll.choices.all()}
         total = row.get("total", 0)
-        tallies[poll.id] = Tally(counts=counts, total=total, version=total)
+        tallies[poll.id] = Tally(counts=counts, total=total, version=total + 2 * row.get("voided", 0))
     return tallies
 
 

@@ -87,22 +87,36 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
         return repaired
 
 
-def tally_reconcile_many(polls: Sequence[Poll]) -> int:
+def tally_reconcile_many(polls: Sequence[Poll], *, wait_seconds: float = 0) -> int:
     """Brings the cached tallies of `polls` back to the record now; returns how many were repaired.
 
-    One run at a time, as `tallies_reconcile_changed`; it leaves the checkpoint alone.
+    One run at a time, as `tallies_reconcile_changed`; it leaves the checkpoint alone. While another
+    run holds the lock it waits up to `wait_seconds` for it, then leaves the polls to the runs to come.
     """
     client = get_redis()
     if client is None or not polls:
         return 0
-    with _one_run_at_a_time(client) as lock:
+    with _one_run_at_a_time(client, wait_seconds=wait_seconds) as lock:
         return 0 if lock is None else _reconcile_locked(client, polls)
 
 
+def tally_mark_stale(*, poll_id: int) -> None:
+    """Has the next reconcile run look at the poll whatever else it looks at: its record changed in a
+    way no increment reports (ballots voided)."""
+    client = get_redis()
+    if client is not None:
+        client.sadd(STALE_KEY, poll_id)
+
+
 @contextmanager
-def _one_run_at_a_time(client: redis.Redis) -> Iterator[Lock | None]:
-    """The reconcile lock while the block runs, or None when another run holds it."""
-    lock = client.lock(RECONCILE_LOCK_KEY, timeout=RECONCILE_LOCK_SECONDS, blocking=False)
+def _one_run_at_a_time(client: redis.Redis, *, wait_seconds: float = 0) -> Iterator[Lock | None]:
+    """The reconcile lock while the block runs, or None when another run holds it (`wait_seconds` on)."""
+    lock = client.lock(
+        RECONCILE_LOCK_KEY,
+        timeout=RECONCILE_LOCK_SECONDS,
+        blocking=wait_seconds > 0,
+        blocking_timeout=wait_seconds or None,
+    )
     if not lock.acquire():
         logger.info("A reconcile run is already looking at the tallies: this one leaves them to it")
         yield None
