@@ -1,7 +1,7 @@
 """HTML forms: they parse what a browser sends; the rules themselves live in polls.services."""
 
 import zoneinfo
-from datetime import UTC
+from datetime import UTC, datetime
 
 from django import forms
 from django.utils import timezone
@@ -136,3 +136,13 @@ class PollSettingsForm(BrowserTimeZoneMixin, forms.Form):
     closes_at = LocalDateTimeField(required=False)
     results_visibility = forms.ChoiceField(choices=Poll.Visibility)
     tz = forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+class VoidBurstForm(forms.Form):
+    """A flagged burst the owner voids: the network's salted hash and the window's first minute."""
+
+    network = forms.RegexField(regex=r"^[0-9a-f]{64}$")
+    minute = forms.IntegerField(min_value=0)  # whole minutes since 1970, as the audit counts them
+
+    def clean_minute(self):
+        return datetime.fromtimestamp(self.cleaned_data["minute"] * 60, tz=UTC)

@@ -20,6 +20,7 @@ urlpatterns = [
     path("p/<str:slug>/manage/<str:token>/delete/", views.manage_delete, name="manage_delete"),
     path("p/<str:slug>/manage/<str:token>/export.csv", views.manage_export, name="manage_export"),
     path("p/<str:slug>/manage/<str:token>/chart/", views.manage_chart, name="manage_chart"),
+    path("p/<str:slug>/manage/<str:token>/void/", views.manage_void, name="manage_void"),
     path("p/<str:slug>/manage/<str:token>/export/", views.manage_export_prepare, name="manage_export_prepare"),
     path("p/<str:slug>/manage/<str:token>/export/file/", views.manage_export_file, name="manage_export_file"),
     path("healthz", views.healthz, name="healthz"),

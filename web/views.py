@@ -17,10 +17,10 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from crowdtick.health import readiness
-from polls import jobs, selectors, services
+from polls import ballot_audit, jobs, selectors, services
 from polls.models import Poll
 from polls.ratelimit import RateLimited, rate_limit_check
-from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoteForm
+from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoidBurstForm, VoteForm
 from web.voter import client_ip, remember_voter, voter_key_for, voter_key_from_cookie
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
@@ -219,6 +219,8 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
         "settings_form": settings_form,
         "dedupe_help": DEDUPE_HELP[poll.dedupe],
         "chart": selectors.poll_vote_chart(poll=poll),
+        "audit": ballot_audit.ballot_audit(poll=poll),
+        "voided": _voided_count(request),
         "export_inline": selectors.poll_export_inline(poll=poll),
     }
     if not context["export_inline"]:
@@ -226,14 +228,45 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
     return TemplateResponse(request, "manage.html", context, status=status)
 
 
+def _voided_count(request: HttpRequest) -> int | None:
+    """How many ballots the owner just voided, as the redirect after a void reports it."""
+    voided = request.GET.get("voided", "")
+    return int(voided) if voided.isdigit() else None
+
+
 @require_safe
 def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    """The votes-per-minute chart, refreshed by HTMX; without it, the owner page shows the same chart."""
+    """The votes-per-minute chart and the ballot audit, refreshed by HTMX (the audit out of band);
+    without it, the owner page shows the same."""
     poll = _owned_poll_or_404(slug, token)
     if not request.htmx:
         return redirect(reverse("web:manage", args=[slug, token]) + "#vote-chart")
-    context = {"poll": poll, "token": token, "chart": selectors.poll_vote_chart(poll=poll)}
-    return TemplateResponse(request, "manage.html#vote-chart", context)
+    context = {
+        "poll": poll,
+        "token": token,
+        "chart": selectors.poll_vote_chart(poll=poll),
+        "audit": ballot_audit.ballot_audit(poll=poll),
+    }
+    return TemplateResponse(request, "manage.html#owner-refresh", context)
+
+
+@require_POST
+def manage_void(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    """Voids a flagged burst; HTMX gets the audit back, a plain browser the owner page at it."""
+    poll = _owned_poll_or_404(slug, token)
+    form = VoidBurstForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("That burst could not be read: reload the owner page and try again.", status=400)
+    try:
+        voided = services.ballots_void_burst(
+            poll=poll, network=form.cleaned_data["network"], minute=form.cleaned_data["minute"]
+        )
+    except services.VoidUnavailable as unavailable:
+        return HttpResponse(unavailable.message, status=200 if request.htmx else 503)
+    if not request.htmx:
+        return redirect(reverse("web:manage", args=[slug, token]) + f"?voided={voided}#ballot-audit")
+    context = {"poll": poll, "token": token, "audit": ballot_audit.ballot_audit(poll=poll), "voided": voided}
+    return TemplateResponse(request, "manage.html#ballot-audit", context)
 
 
 @require_POST
