@@ -19,7 +19,6 @@ import os
 import re
 import runpy
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -32,6 +31,9 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from loadtest.programs import programs_require  # noqa: E402
+
 BENCH = ROOT / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## HTTP benchmarks (make bench)"
@@ -67,8 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the stack is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: stopped"))
-    if not shutil.which("wrk"):
-        sys.exit("bench: wrk is missing (Debian: apt-get install wrk)")
+    programs_require("nginx", "wrk")
 
     env = stack_env()
     load_before = os.getloadavg()[0]

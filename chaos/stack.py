@@ -14,6 +14,7 @@ from pathlib import Path
 
 from chaos.processes import Process, procfile_commands
 from crowdtick.database import ensure_database
+from loadtest.programs import programs_require
 from loadtest.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ class ChaosStack:
         }
 
     def prepare(self) -> None:
+        programs_require("nginx")
         ensure_database(self.database_url)
         python = str(VENV_BIN / "python")
         # A migration may take longer than the request-time bound on database waits.

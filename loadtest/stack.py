@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from loadtest.programs import programs_require
 from loadtest.site import Site
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ class Stack:
 
     def start(self, timeout: float = 900) -> "Stack":
         """Starts it and waits until it answers (migrations and collectstatic come first: minutes on a busy machine)."""
+        programs_require("nginx")  # here, not in the stack's log minutes later
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = (self.run_dir / "stack.log").open("w")
         self.process = subprocess.Popen(

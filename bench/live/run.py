@@ -44,6 +44,9 @@ import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from loadtest.programs import programs_require  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -90,6 +93,7 @@ class Processes:
         """Starts the target; returns the HTTP base URL for votes and the WebSocket base URLs for viewers."""
         a = self.args
         if a.target == "stack":
+            programs_require("nginx")
             ports = {
                 "CT_HTTP_PORT": a.http_port,
                 "CT_WEB1_PORT": a.port_base + 1,
