@@ -205,15 +205,15 @@ class PollResultsView(ApiView):
         },
     )
     def get(self, request: Request, id: str) -> Response:
-        poll, results = selectors.poll_get_with_public_results(slug=id)  # Poll.DoesNotExist is a 404
-        if results is None:
-            # Only now is it worth asking who this is (a database lookup): most polls show results to all.
+        poll, cached_tally = selectors.poll_get_with_tally(slug=id)  # Poll.DoesNotExist is a 404
+        voter_key = None
+        if selectors.voting_reveals_results(poll=poll):  # only then does it matter who is asking
             query = _validated(io.ResultsQuery, request.query_params)
             voter_key = query.get("voter") or voter_key_from_cookie(request)
-            has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
-            if not selectors.results_visible(poll=poll, has_voted=has_voted):
-                raise exceptions.PermissionDenied(selectors.results_hidden_reason(poll=poll))
-            results = selectors.poll_results(poll=poll)
+        seen = selectors.poll_results_for_viewer(poll=poll, voter_key=voter_key, cached_tally=cached_tally)
+        if seen.results is None:
+            raise exceptions.PermissionDenied(seen.hidden_reason)
+        results = seen.results
         body = {
             "poll": poll.slug,
             "question": poll.question,

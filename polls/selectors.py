@@ -96,18 +96,6 @@ def poll_ids_with_ballots_since(*, since: datetime) -> set[int]:
     return set(Ballot.objects.filter(submitted_at__gte=since).values_list("poll_id", flat=True).distinct())
 
 
-def poll_get_with_public_results(*, slug: str) -> tuple[Poll, "PollResults | None"]:
-    """`poll_get`, plus the results when everyone may see them (None when it depends on who asks).
-
-    One Redis round trip reads both (the results API's hot path), whether or not this process
-    served the poll before. The tally read with the revision is used only if the results are public.
-    """
-    poll, cached_tally = poll_get_with_tally(slug=slug)
-    if not results_visible(poll=poll, has_voted=False):
-        return poll, None
-    return poll, poll_results(poll=poll, cached_tally=cached_tally)
-
-
 def poll_get_with_tally(*, slug: str) -> tuple[Poll, dict[str, str] | None]:
     """`poll_get`, with the poll's cached tally read in the same Redis round trip, for pages that may
     show results: pass it on to `poll_results` (None when it could not be read with the poll)."""
@@ -217,13 +205,48 @@ def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:
     return Ballot.objects.filter(Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~"), poll=poll).exists()
 
 
+@dataclass(frozen=True)
+class ViewerResults:
+    """What one viewer may see of a poll's results: the results, or why they are hidden."""
+
+    results: PollResults | None
+    hidden_reason: str | None
+
+
+def poll_results_for_viewer(
+    *,
+    poll: Poll,
+    voter_key: str | None = None,
+    has_voted: bool | None = None,
+    is_owner: bool = False,
+    cached_tally: dict[str, str] | None = None,
+) -> ViewerResults:
+    """The results this viewer may see, or the reason they may not: the rule every door applies.
+
+    Whether the viewer voted is asked of the record only when it decides the answer
+    (`voting_reveals_results`), unless the caller knows already (`has_voted`).
+    """
+    if has_voted is None:
+        has_voted = voting_reveals_results(poll=poll) and voter_has_voted(poll=poll, voter_key=voter_key)
+    if not results_visible(poll=poll, has_voted=has_voted, is_owner=is_owner):
+        return ViewerResults(results=None, hidden_reason=results_hidden_reason(poll=poll))
+    return ViewerResults(results=poll_results(poll=poll, cached_tally=cached_tally), hidden_reason=None)
+
+
 def results_visible(*, poll: Poll, has_voted: bool, is_owner: bool = False) -> bool:
-    """Whether results may be shown: the owner always; others as the poll's visibility says."""
+    """Whether results may be shown: the owner always; others as the poll's visibility says, and
+    everyone once the poll is closed."""
     if is_owner or poll.results_visibility == Poll.Visibility.ALWAYS:
         return True
     if not poll.is_open():
         return True
     return poll.results_visibility == Poll.Visibility.AFTER_VOTE and has_voted
+
+
+def voting_reveals_results(*, poll: Poll) -> bool:
+    """Whether a viewer's own vote changes what they may see (an open `after_vote` poll): only then
+    is it worth a ballot lookup to know who is asking."""
+    return poll.results_visibility == Poll.Visibility.AFTER_VOTE and poll.is_open()
 
 
 def results_hidden_reason(*, poll: Poll) -> str:

@@ -42,9 +42,12 @@ def audience_may_see_results(poll: Poll, audience: Audience) -> bool:
 
 def live_view(*, poll: Poll, audience: Audience) -> LiveView:
     """The snapshot one connecting viewer gets."""
-    if not audience_may_see_results(poll, audience):
+    seen = selectors.poll_results_for_viewer(
+        poll=poll, has_voted=audience is Audience.VOTED, is_owner=audience is Audience.OWNER
+    )
+    if seen.results is None:
         return _hidden_view(poll)
-    return _results_view(poll, selectors.poll_results(poll=poll))
+    return _results_view(poll, seen.results)
 
 
 def live_views(*, poll: Poll, results: selectors.PollResults) -> dict[Audience, LiveView]:

@@ -29,9 +29,6 @@ def viewer_poll_and_audience(*, slug: str, owner_token: str | None, voter_key: s
     if owner_token is not None:
         return selectors.poll_get_for_owner(slug=slug, token=owner_token), Audience.OWNER
     poll = selectors.poll_get(slug=slug)
-    # Only `after_vote` polls tell voters from others, so only they pay for the ballot lookup.
-    if poll.results_visibility == Poll.Visibility.AFTER_VOTE and selectors.voter_has_voted(
-        poll=poll, voter_key=voter_key
-    ):
+    if selectors.voting_reveals_results(poll=poll) and selectors.voter_has_voted(poll=poll, voter_key=voter_key):
         return poll, Audience.VOTED
     return poll, Audience.PUBLIC

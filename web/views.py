@@ -67,15 +67,17 @@ def _results_context(
     `has_voted=True` when the caller knows (the vote just counted): it saves a database lookup per vote.
     `cached_tally` is the tally read with the poll (`_poll_with_tally_or_404`), if it was.
     """
-    if not has_voted:
+    if not has_voted:  # every page shows the vote form or "you voted": always worth knowing here
         voter_key = voter_key or voter_key_from_cookie(request)
         has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
-    visible = selectors.results_visible(poll=poll, has_voted=has_voted, is_owner=is_owner)
+    seen = selectors.poll_results_for_viewer(
+        poll=poll, has_voted=has_voted, is_owner=is_owner, cached_tally=cached_tally
+    )
     return {
         "poll": poll,
         "has_voted": has_voted,
-        "results": selectors.poll_results(poll=poll, cached_tally=cached_tally) if visible else None,
-        "hidden_reason": None if visible else selectors.results_hidden_reason(poll=poll),
+        "results": seen.results,
+        "hidden_reason": seen.hidden_reason,
         "share_url": share_url(request, poll),
     }
 

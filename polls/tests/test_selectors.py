@@ -171,6 +171,33 @@ def test_the_owner_always_sees_results(visibility):
     assert selectors.results_visible(poll=poll, has_voted=False, is_owner=True)
 
 
+def test_a_viewer_of_an_open_after_vote_poll_sees_results_once_the_record_has_their_ballot(
+    django_assert_num_queries,
+):
+    created = make_poll(results_visibility="after_vote")
+    cast(created, "Apple", voter="me")
+    poll = selectors.poll_get(slug=created.slug)  # with its choices, as every door reads it
+    selectors.poll_results(poll=poll)  # its tally, rebuilt from the record if Redis lacks it
+
+    with django_assert_num_queries(1):  # whether "me" voted: asked of the record
+        seen = selectors.poll_results_for_viewer(poll=poll, voter_key="me")
+    assert (seen.results.total, seen.hidden_reason) == (1, None)
+
+    hidden = selectors.poll_results_for_viewer(poll=poll, voter_key="you")
+    assert hidden.results is None and "once you have voted" in hidden.hidden_reason
+
+
+@pytest.mark.parametrize("visibility", ["always", "after_close"])
+def test_a_viewer_is_looked_up_only_when_their_vote_would_change_what_they_see(visibility, django_assert_num_queries):
+    created = make_poll(results_visibility=visibility)
+    cast(created, "Apple", voter="me")
+    poll = selectors.poll_get(slug=created.slug)
+    selectors.poll_results(poll=poll)
+    with django_assert_num_queries(0):
+        seen = selectors.poll_results_for_viewer(poll=poll, voter_key="me")
+    assert (seen.results is None) == (visibility == "after_close")
+
+
 # --- CSV export ----------------------------------------------------------------------------
 
 
