@@ -93,6 +93,8 @@ def verdicts(result: dict) -> dict[str, bool]:
     if "pause_2xx" in history:
         checks["no 2xx in pause"] = history["pause_2xx"] == 0
         checks["503 + Retry-After in pause"] = history["pause_503_retry_after"] > 0 and history["pause_other"] == 0
+    if "voided" in result["fault"]:
+        checks["burst voided"] = result["fault"]["voided"] > 0
     if result.get("viewers"):
         checks[f"≥99% viewers right ≤ {VIEWER_DEADLINE_SECONDS} s"] = result["viewers"]["right_share"] >= VIEWERS_NEEDED
     return checks

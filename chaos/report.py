@@ -11,6 +11,7 @@ FAULTS = {
     "postgres": "SIGSTOP PostgreSQL (all its processes), then SIGCONT",
     "gunicorn": "kill -9 one gunicorn instance (master and workers), restart after 5 s",
     "asgi": "kill -9 one ASGI instance with the viewers connected, restart after 5 s",
+    "void": "a script stuffs 300 ballots into one poll from one network; its owner voids the burst meanwhile",
 }
 
 

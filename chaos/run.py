@@ -1,13 +1,16 @@
 """`make chaos`: starts a private stack, runs each fault scenario under concurrent votes, checks every
 vote and writes the table to docs/reliability.md. Exit status 1 when a criterion fails.
 
-    python chaos/run.py [--scenarios worker,redis,postgres,gunicorn,asgi] [--attempts 10000]
+    python chaos/run.py [--scenarios worker,redis,postgres,gunicorn,asgi,void] [--attempts 10000]
                         [--viewers 1000] [--pause-seconds 30] [--out docs/reliability.md]
 """
 
 import argparse
+import http.client
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -15,6 +18,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,13 +34,19 @@ from chaos.stack import ROOT, VENV_BIN, ChaosStack  # noqa: E402
 from loadtest import integrity  # noqa: E402
 from loadtest.site import Site, SiteError  # noqa: E402
 
-SCENARIOS = ["worker", "redis", "postgres", "gunicorn", "asgi"]
+SCENARIOS = ["worker", "redis", "postgres", "gunicorn", "asgi", "void"]
 PORT_RANGE = range(56000, 56100)
 PORT_NAMES = ["postgres", "redis", "http", "web1", "web2", "ws1", "ws2"]
 VOTE_SECONDS = 60
 DOWN_SECONDS = 5  # how long a killed process stays down before it is started again
 CLIENTS = 80
 POLLS = 4
+VOIDED = re.compile(r"[?&]voided=(\d+)")
+# The void scenario: a script stuffs this many ballots into the first poll from one network (a voter
+# key of its own each time) in a few seconds; its owner voids the burst while everyone keeps voting.
+STUFFED_BALLOTS = 300
+STUFFER_THREADS = 8
+STUFFER_ADDRESS = "198.51.100.66"
 
 
 def free_ports(names: list[str]) -> dict[str, int]:
@@ -92,6 +103,7 @@ class Run:
             for n in range(1, POLLS + 1)
         ]
         slugs = [poll["slug"] for poll in polls]
+        self._polls = polls
         viewers = self._start_viewers(polls[0]["slug"], directory) if name == "asgi" else None
         down = self.args.pause_seconds if name == "postgres" else DOWN_SECONDS
         fault_at = VOTE_SECONDS / 2 - down / 2
@@ -143,6 +155,8 @@ class Run:
             time.sleep(down)
             self.postgres.signal(signal.SIGCONT)
             return {"fault_at": started, "recovered_at": time.monotonic() - t0, "what": "SIGSTOP PostgreSQL"}
+        if name == "void":
+            return self._void_a_burst(started, t0)
         if name == "redis":
             self.redis.kill()
             time.sleep(down)
@@ -157,6 +171,67 @@ class Run:
         else:
             recovered = self.stack.wait_listening(process.name)
         return {"fault_at": started, "recovered_at": recovered - t0, "what": f"kill -9 {process.name} (its group)"}
+
+    def _void_a_burst(self, started: float, t0: float) -> dict:
+        """A script stuffs the first poll from one network; once half its ballots are in, the owner
+        voids that network's minute through the owner page's form, while the script, and everyone
+        else, keeps voting. Its ballots are not acknowledged votes of the run: integrity checks only
+        that the tallies equal the ballots that count."""
+        poll = self._polls[0]
+        sent = threading.Semaphore(0)
+        stuffers = [
+            threading.Thread(target=self._stuff, args=(poll, STUFFED_BALLOTS // STUFFER_THREADS, sent), daemon=True)
+            for _ in range(STUFFER_THREADS)
+        ]
+        for stuffer in stuffers:
+            stuffer.start()
+        for _ in range(STUFFED_BALLOTS // 2):
+            sent.acquire()
+        with psycopg.connect(self.postgres.url) as connection:
+            burst = connection.execute(
+                """SELECT b.ip_hash, floor(extract(epoch FROM b.submitted_at) / 60)::bigint AS minute
+                   FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id
+                   WHERE p.slug = %s AND b.voter_key LIKE 'stuffer-%%'
+                   GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1""",
+                [poll["slug"]],
+            ).fetchone()
+        network, minute = burst or ("0" * 64, 0)  # no stuffed ballot went in: the void finds none
+        csrf = secrets.token_hex(16)
+        answer = self.site.request(
+            "POST",
+            poll["manage_path"] + "void/",
+            urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "network": network, "minute": minute}),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={csrf}",
+                "Origin": self.site.base_url,
+            },
+        )
+        voided = int(VOIDED.search(answer.headers.get("Location", "")).group(1)) if answer.status == 302 else 0
+        recovered = time.monotonic() - t0
+        for stuffer in stuffers:
+            stuffer.join()
+        what = f"{STUFFED_BALLOTS} ballots stuffed from one network, {voided} voided (owner's POST: {answer.status})"
+        return {"fault_at": started, "recovered_at": recovered, "what": what, "voided": voided}
+
+    def _stuff(self, poll: dict, ballots: int, sent: threading.Semaphore) -> None:
+        """API votes, each under a new voter key, straight to a web instance with a forwarded address of
+        another network (nginx would overwrite it: behind it every client of the run is 127.0.0.1)."""
+        host, port = "127.0.0.1", self.ports["web1"]
+        for _ in range(ballots):
+            body = json.dumps(
+                {"poll": poll["slug"], "choices": [poll["choice_ids"][0]], "voter": f"stuffer-{uuid.uuid4().hex}"}
+            )
+            connection = http.client.HTTPConnection(host, port, timeout=10)
+            try:
+                headers = {"Content-Type": "application/json", "X-Real-IP": STUFFER_ADDRESS}
+                connection.request("POST", "/api/votes/", body=body, headers=headers)
+                connection.getresponse().read()
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                connection.close()
+                sent.release()
 
     def _start_viewers(self, slug: str, directory: Path) -> subprocess.Popen:
         url = f"ws://127.0.0.1:{self.ports['http']}/ws/polls/{slug}/"
@@ -181,7 +256,9 @@ class Run:
                 viewer["closes"].pop()
         with psycopg.connect(self.postgres.url) as connection:
             total = connection.execute(
-                "SELECT count(*) FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id WHERE p.slug = %s", [slug]
+                "SELECT count(*) FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id"
+                " WHERE p.slug = %s AND b.voided_at IS NULL",
+                [slug],
             ).fetchone()[0]
         return checker.viewers_summary(viewers, fault_at=fault_at, record_total=total)
 
@@ -239,7 +316,8 @@ def record_counts(connection, slugs: list[str]) -> dict[str, dict]:
     rows = connection.execute(
         """
         SELECT p.slug, c.id, count(b.id) FILTER (WHERE b.choice_mask & (1::bigint << c.position) <> 0), count(b.id)
-        FROM polls_poll p JOIN polls_choice c ON c.poll_id = p.id LEFT JOIN polls_ballot b ON b.poll_id = p.id
+        FROM polls_poll p JOIN polls_choice c ON c.poll_id = p.id
+        LEFT JOIN polls_ballot b ON b.poll_id = p.id AND b.voided_at IS NULL
         WHERE p.slug = ANY(%s) GROUP BY p.slug, c.id
         """,
         [slugs],

@@ -2,7 +2,8 @@
 
 Reads the votes Locust saw acknowledged (acks-*.tsv: slug, voter key, form|api), looks each one up
 in PostgreSQL, and compares every poll's results as the site shows them (the JSON API) with
-counts taken from the ballots. Data access only: no code of the app is imported.
+counts taken from the ballots that count (not void: an owner may void a burst). Data access only:
+no code of the app is imported.
 """
 
 import time
@@ -108,7 +109,7 @@ def _tally_mismatch(connection, site: Site, slug: str) -> dict | None:
         SELECT c.id, count(b.id) FILTER (WHERE b.choice_mask & (1::bigint << c.position) <> 0)
         FROM polls_poll p
         JOIN polls_choice c ON c.poll_id = p.id
-        LEFT JOIN polls_ballot b ON b.poll_id = p.id
+        LEFT JOIN polls_ballot b ON b.poll_id = p.id AND b.voided_at IS NULL
         WHERE p.slug = %s
         GROUP BY c.id
         """,
@@ -116,7 +117,9 @@ def _tally_mismatch(connection, site: Site, slug: str) -> dict | None:
     ).fetchall()
     record_votes = {choice_id: votes for choice_id, votes in rows}
     record_total = connection.execute(
-        "SELECT count(*) FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id WHERE p.slug = %s", [slug]
+        "SELECT count(*) FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id"
+        " WHERE p.slug = %s AND b.voided_at IS NULL",
+        [slug],
     ).fetchone()[0]
     try:
         shown = site.results(slug)

@@ -70,7 +70,9 @@ class Site:
         choice_ids = [int(value) for value in CHOICE_INPUT.findall(page.text)]
         if len(choice_ids) != len(choices):
             raise SiteError(f"the new poll's page shows {len(choice_ids)} choices, not {len(choices)}")
-        return {"slug": slug.group(1), "choice_ids": choice_ids, "max_choices": max_choices}
+        # The owner's page (its path holds the owner token): the chaos harness voids a burst there.
+        manage_path = urllib.parse.urlsplit(answer.headers["Location"]).path
+        return {"slug": slug.group(1), "choice_ids": choice_ids, "max_choices": max_choices, "manage_path": manage_path}
 
     def create_poll_on_the_api(self, *, question: str, choices: list[str], max_choices: int = 1) -> dict:
         """Creates a poll through `POST /api/polls/`, as a program would: one request, so hundreds are quick."""

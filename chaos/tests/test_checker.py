@@ -48,6 +48,15 @@ def test_a_503_without_retry_after_in_the_pause_fails():
     assert result(history, pause=(15.0, 45.0))["verdicts"]["503 + Retry-After in pause"] is False
 
 
+def test_the_void_scenario_fails_when_the_owner_voided_nothing():
+    history = [attempt(1, "acknowledged", 201)]
+    voided, nothing = result(history), result(history)
+    voided["fault"]["voided"], nothing["fault"]["voided"] = 160, 0
+    assert checker.verdicts(voided)["burst voided"] is True
+    assert checker.verdicts(nothing)["burst voided"] is False
+    assert "burst voided" not in result(history)["verdicts"]  # the other scenarios void nothing
+
+
 def test_tallies_settle_when_every_later_sample_matches():
     samples = [(10.0, True), (31.0, False), (35.0, False), (38.0, True), (39.0, True)]
     assert checker.tallies_settled_after(samples, recovered_at=30.0) == 8.0
