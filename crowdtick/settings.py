@@ -155,6 +155,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-tallies": {"task": "polls.tasks.reconcile_tallies", "schedule": 10.0, "options": {"expires": 10}},
     "announce-deadlines": {"task": "polls.tasks.announce_deadlines", "schedule": 5.0, "options": {"expires": 5}},
     "refresh-vote-minutes": {"task": "polls.tasks.refresh_vote_minutes", "schedule": 15.0, "options": {"expires": 15}},
+    "archive-idle-polls": {"task": "polls.tasks.archive_idle_polls", "schedule": 600.0, "options": {"expires": 600}},
 }
 
 # --- Security ----------------------------------------------------------------------------
@@ -200,6 +201,9 @@ RATELIMIT_POLLS_PER_ADDRESS = env_int("RATELIMIT_POLLS_PER_ADDRESS", 60, minimum
 # New polls per address over any 24 hours. The per-minute limit alone let one address make 86,400 a
 # day; 200 still lets a school or an office behind one address make a poll per class or meeting all day.
 RATELIMIT_POLLS_PER_ADDRESS_PER_DAY = env_int("RATELIMIT_POLLS_PER_ADDRESS_PER_DAY", 200, minimum=1)
+# A poll with no ballot, no change by its owner and no deadline ahead for this many days is archived:
+# closed, its Redis keys released, its results still readable (services.polls_archive_idle). 0: never.
+POLL_ARCHIVE_AFTER_DAYS = env_int("POLL_ARCHIVE_AFTER_DAYS", 30, minimum=0)
 
 # --- Static files ------------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -10,6 +10,7 @@ import secrets
 from datetime import datetime
 
 from django.db import models
+from django.db.models.functions import Now
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -68,6 +69,11 @@ class Poll(models.Model):
     dedupe = models.CharField(max_length=8, choices=Dedupe, default=Dedupe.BROWSER)
     owner_token_hash = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # When the poll was last known to be in use: its creation or its owner's last change, moved on by
+    # the archiving task to its last ballot or a deadline still ahead (never on the vote's path).
+    active_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
+    # Set when the archiving task closed it for want of activity (services.polls_archive_idle).
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = PollQuerySet.as_manager()
 
@@ -77,6 +83,10 @@ class Poll(models.Model):
             models.Index(fields=["closes_at"], name="poll_closes_at_idx"),
             # The broadcaster announces polls whose opening time just passed.
             models.Index(fields=["opens_at"], name="poll_opens_at_idx"),
+            # The archiving task takes the polls not archived whose known activity is oldest.
+            models.Index(
+                fields=["active_at"], name="poll_unarchived_active_idx", condition=models.Q(archived_at__isnull=True)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -258,6 +258,19 @@ def poll_changed(slug: str) -> None:
         )
 
 
+def poll_cache_release(*, slugs: list[str]) -> None:
+    """Drops the shared copies of polls few will read again (archived), rather than wait an hour."""
+    for slug in slugs:
+        _local.forget(slug)
+    client = get_redis()
+    if client is None or not slugs:
+        return
+    try:
+        client.delete(*(_copy_key(slug) for slug in slugs))
+    except redis.RedisError:
+        logger.warning("Redis unavailable: the copies of %s polls expire on their own", len(slugs))
+
+
 @receiver(post_save, sender=Poll)
 def _poll_saved(sender, instance: Poll, created: bool, **kwargs) -> None:
     if not created:  # nothing could have cached a poll before it existed; poll_cache_prime stores it

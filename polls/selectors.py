@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
@@ -88,6 +88,25 @@ def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[
     """Polls whose opening time or deadline fell in (start, end]: their state changed with no vote."""
     window = Q(closes_at__gt=start, closes_at__lte=end) | Q(opens_at__gt=start, opens_at__lte=end)
     return set(Poll.objects.filter(window).values_list("id", flat=True))
+
+
+def polls_last_activity(*, known_before: datetime, limit: int) -> dict[int, datetime]:
+    """Up to `limit` polls not archived whose known activity (`active_at`) is older than `known_before`,
+    oldest first: poll id -> the latest of that, its last ballot, its opening time and its deadline.
+    One range scan of the index of polls not archived, and one index probe per poll for its last ballot."""
+    rows = polls_known_active_before(known_before)[:limit].values_list(
+        "id", "active_at", "opens_at", "closes_at", "last_ballot_at"
+    )
+    return {poll_id: max(moment for moment in moments if moment) for poll_id, *moments in rows}
+
+
+def polls_known_active_before(moment: datetime) -> QuerySet[Poll]:
+    last_ballot = Ballot.objects.filter(poll_id=OuterRef("pk")).order_by("-submitted_at").values("submitted_at")[:1]
+    return (
+        Poll.objects.filter(archived_at__isnull=True, active_at__lt=moment)
+        .order_by("active_at")
+        .annotate(last_ballot_at=Subquery(last_ballot))
+    )
 
 
 def poll_ids_with_ballots_since(*, since: datetime) -> set[int]:

@@ -19,6 +19,7 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from polls.ballot_audit import BURST_WINDOW
@@ -34,13 +35,14 @@ from polls.models import (
     Poll,
     hash_owner_token,
 )
-from polls.poll_cache import poll_cache_prime, with_choices
+from polls.poll_cache import poll_cache_prime, poll_cache_release, with_choices
 from polls.ratelimit import address_network
 from polls.redis_client import get_redis
 from polls.selectors import (
     ballots_csv_lines,
     poll_ids_opened_or_closed_between,
     poll_ids_with_ballots_since,
+    polls_last_activity,
     polls_with_choices,
 )
 from polls.tallies.changes import tally_mark_changed
@@ -57,6 +59,10 @@ VOTE_MINUTES_LOOKBACK = timedelta(minutes=3) + COMMIT_SLACK
 # How far back the deadline announcer looks when it has no checkpoint (first run, Redis flushed).
 DEADLINE_CATCH_UP = timedelta(minutes=10)
 DEADLINES_CHECKPOINT_KEY = "deadlines:announced_until"
+# The archiving task looks at this many polls at a time, and at most this many batches a run (every
+# 10 minutes): its work is bounded whatever the number of polls; a backlog is worked off run by run.
+ARCHIVE_BATCH_SIZE = 500
+ARCHIVE_BATCHES_PER_RUN = 10
 # A void waits this long for a reconcile run that holds the lock (a run takes about a second), so
 # the owner sees the corrected tally at once; past it, the runs to come correct it (a stale mark).
 VOID_RECONCILE_WAIT_SECONDS = 5
@@ -241,17 +247,21 @@ def client_address_hash(*, poll: Poll, ip_address: str | None) -> str:
 
 def poll_close(*, poll: Poll) -> Poll:
     poll.closed = True
-    poll.save(update_fields=["closed"])
+    poll.active_at = timezone.now()
+    poll.save(update_fields=["closed", "active_at"])
     tally_mark_changed(poll_id=poll.id)
     return poll
 
 
 def poll_reopen(*, poll: Poll) -> Poll:
-    """Takes votes again; a deadline already passed is cleared, or reopening would do nothing."""
+    """Takes votes again; a deadline already passed is cleared, or reopening would do nothing. An
+    archived poll is brought back: its tally is rebuilt from the record on the next read or vote."""
     poll.closed = False
-    if poll.closes_at and poll.closes_at <= timezone.now():
+    poll.active_at = timezone.now()
+    poll.archived_at = None
+    if poll.closes_at and poll.closes_at <= poll.active_at:
         poll.closes_at = None
-    poll.save(update_fields=["closed", "closes_at"])
+    poll.save(update_fields=["closed", "closes_at", "active_at", "archived_at"])
     tally_mark_changed(poll_id=poll.id)
     return poll
 
@@ -263,7 +273,8 @@ def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visi
     poll.closes_at = closes_at
     poll.results_visibility = results_visibility
     poll.full_clean(exclude=["slug"])
-    poll.save(update_fields=["closes_at", "results_visibility"])
+    poll.active_at = timezone.now()
+    poll.save(update_fields=["closes_at", "results_visibility", "active_at"])
     tally_mark_changed(poll_id=poll.id)
     return poll
 
@@ -313,6 +324,64 @@ def _ballots_voided(*, poll_id: int) -> None:
     except redis.RedisError:
         logger.warning("Redis unavailable: poll %s's tally corrected by a later reconcile run", poll_id)
     tally_mark_changed(poll_id=poll_id)
+
+
+def polls_archive_idle(*, now: datetime | None = None) -> int:
+    """Archives the polls idle for `POLL_ARCHIVE_AFTER_DAYS` days; returns how many (Celery beat).
+
+    Idle: no ballot, no change by its owner and no opening time or deadline in that time or ahead.
+    Archived: closed, `archived_at` set, and its Redis keys released (tally, stale mark, shared copy;
+    the rest expire on their own). No periodic task looks at it again, since they follow ballots and
+    deadlines and it has neither. Its pages, results and CSV stay: a results read rebuilds its tally
+    from the record, kept for an hour (`counts.ARCHIVED_TALLY_SECONDS`). Reopening brings it back.
+
+    Cost follows activity, not the number of polls: a batch is one range scan of the index of polls
+    not archived, oldest known activity first, and one index probe per poll for its last ballot; at
+    most `ARCHIVE_BATCHES_PER_RUN` batches a run. A poll found in use has its `active_at` moved on to
+    its last activity, so it is not looked at again before it could be idle.
+    """
+    days = settings.POLL_ARCHIVE_AFTER_DAYS
+    if not days:
+        return 0
+    now = now or timezone.now()
+    idle_before = now - timedelta(days=days)
+    archived = 0
+    for _ in range(ARCHIVE_BATCHES_PER_RUN):
+        last_activity = polls_last_activity(known_before=idle_before, limit=ARCHIVE_BATCH_SIZE)
+        in_use = {poll_id: moment for poll_id, moment in last_activity.items() if moment >= idle_before}
+        if in_use:
+            moved_on = [Poll(id=poll_id, active_at=moment) for poll_id, moment in in_use.items()]
+            Poll.objects.bulk_update(moved_on, ["active_at"])
+        archived_now = _polls_archive(poll_ids=set(last_activity) - set(in_use), idle_before=idle_before, now=now)
+        archived += archived_now
+        if len(last_activity) < ARCHIVE_BATCH_SIZE or not (in_use or archived_now):
+            break
+    return archived
+
+
+def _polls_archive(*, poll_ids: set[int], idle_before: datetime, now: datetime) -> int:
+    if not poll_ids:
+        return 0
+    ballot_since = Ballot.objects.filter(poll_id=OuterRef("pk"), submitted_at__gte=idle_before)
+    with transaction.atomic():
+        # Checked again under lock: a ballot or an owner's change since the look keeps the poll, and
+        # a poll its owner is changing right now is left to the next run.
+        idle = list(
+            Poll.objects.filter(id__in=poll_ids, archived_at__isnull=True, active_at__lt=idle_before)
+            .exclude(Exists(ballot_since))
+            .select_for_update(skip_locked=True)
+            .values_list("id", "slug")
+        )
+        if idle:
+            Poll.objects.filter(id__in=[poll_id for poll_id, _ in idle]).update(closed=True, archived_at=now)
+            transaction.on_commit(lambda: _polls_archived(idle))
+    return len(idle)
+
+
+def _polls_archived(polls: list[tuple[int, str]]) -> None:
+    """After an archive's commit: the polls' Redis keys released."""
+    tally_discard(poll_ids={poll_id for poll_id, _ in polls})
+    poll_cache_release(slugs=[slug for _, slug in polls])
 
 
 def tallies_reconcile(*, now: datetime | None = None) -> int:

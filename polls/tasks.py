@@ -25,6 +25,12 @@ def refresh_vote_minutes() -> int:
 
 
 @shared_task
+def archive_idle_polls() -> int:
+    """Beat: archives the polls without activity for POLL_ARCHIVE_AFTER_DAYS days."""
+    return services.polls_archive_idle()
+
+
+@shared_task
 def export_poll(poll_id: int) -> str | None:
     """Writes a poll's CSV export file; a poll deleted meanwhile needs none."""
     polls = selectors.polls_with_choices(poll_ids=[poll_id])

@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 # Seconds a tally computed from the record is reused in-process while Redis is down.
 FALLBACK_CACHE_SECONDS = 1.0
 FALLBACK_CACHE_POLLS = 4096
+# How long the tally of an archived poll, rebuilt from the record when it is read, stays in Redis.
+ARCHIVED_TALLY_SECONDS = 60 * 60
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,20 @@ def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
     rebuilt = tallies_from_record(polls)
     for poll_id, tally in rebuilt.items():
         tally_store_if_absent(client, poll_id, tally)
+    # An archived poll takes no ballots and is read now and then: its tally is kept for a while, and
+    # no reconcile run needs to look at it.
+    archived = {poll.id for poll in polls if poll.archived_at}
+    for poll_id in archived:
+        client.expire(tally_key(poll_id), ARCHIVED_TALLY_SECONDS)
     # A ballot committed before the read above but counted in Redis after the store would be
     # counted twice: have the reconciler check these polls once that moment has passed.
-    client.sadd(STALE_KEY, *rebuilt)
+    if taking_ballots := set(rebuilt) - archived:
+        client.sadd(STALE_KEY, *taking_ballots)
     return rebuilt
 
 
 def tally_discard(*, poll_ids: set[int]) -> None:
-    """Forgets the cached tallies and stale marks of polls that no longer exist."""
+    """Forgets the cached tallies and stale marks of polls deleted or archived."""
     client = get_redis()
     if client is None or not poll_ids:
         return

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from polls.ballot_box import _INSERT_BALLOT
 from polls.models import Ballot, Choice, Poll
-from polls.selectors import _HAS_VOTED
+from polls.selectors import _HAS_VOTED, polls_known_active_before
 
 pytestmark = [
     pytest.mark.services,
@@ -90,6 +90,9 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
         .values_list("poll_id", flat=True)
         .distinct()
         .explain(),
+        "polls idle the longest, not archived, each with its last ballot (archiving task)": (
+            polls_known_active_before(now - timedelta(days=30))[:500].explain()
+        ),
         "votes per minute of a poll (owner's chart)": Ballot.objects.filter(
             poll=poll, submitted_at__gte=now - timedelta(minutes=60)
         )
@@ -112,12 +115,20 @@ def test_every_hot_path_query_uses_an_index(populated):
         "polls whose deadline or opening passed this second (broadcaster, beat)": "poll_opens_at_idx",
         "polls that took a ballot lately (reconciler every 10 s, per-minute counts)": "ballot_time_brin",
         "votes per minute of a poll (owner's chart)": "ballot_poll_time_idx",
+        "polls idle the longest, not archived, each with its last ballot (archiving task)": (
+            "poll_unarchived_active_idx"
+        ),
     }
     for name, plan in plans.items():
         assert expected_index[name] in plan, f"{name}:\n{plan}"
         if "INSERT" not in name:
             assert "Seq Scan" not in plan, f"{name}:\n{plan}"
     assert "poll_closes_at_idx" in plans["polls whose deadline or opening passed this second (broadcaster, beat)"]
+    # Each poll's last ballot: one backward probe of (poll, submitted_at), not a scan of its ballots.
+    assert (
+        "Index Only Scan Backward using ballot_poll_time_idx"
+        in plans["polls idle the longest, not archived, each with its last ballot (archiving task)"]
+    )
     prefix_plan = plans["has this browser voted (poll without dedupe: 'voter~…' keys)"]
     assert "~>=~" in prefix_plan  # the LIKE prefix became an index range, not a filter over the poll's ballots
 
