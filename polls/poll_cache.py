@@ -178,8 +178,9 @@ def _lookup(slug: str, *, with_tally: bool) -> tuple[Poll, dict[str, str] | None
     tally = dict(zip(flat_tally[::2], flat_tally[1::2], strict=True)) if tally_read else None
     if hit and hit.revision == revision and time.monotonic() - hit.loaded_at < MAX_AGE_SECONDS:
         return _private_copy(hit.poll), tally
-    if shared and shared.split("|", 2)[1] == revision:
-        poll, size = _decode(shared), len(shared)
+    poll = _decode(shared) if shared and shared.split("|", 2)[1] == revision else None
+    if poll is not None:
+        size = len(shared)
     else:
         poll = _load(slug)  # read after the revision: a change landing in between leaves a newer one behind
         encoded = _encode(poll, revision=revision)
@@ -228,8 +229,10 @@ def _iso_datetime(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not part of a poll's copy")
 
 
-def _decode(shared: str) -> Poll:
+def _decode(shared: str) -> Poll | None:
     row, choices = json.loads(shared.split("|", 2)[2])
+    if len(row) != len(_POLL_FIELDS):
+        return None  # written before a migration added or dropped a field of Poll: a miss, not an error
     values = [field.to_python(value) for field, value in zip(_POLL_FIELDS, row, strict=True)]
     poll = Poll.from_db(DEFAULT_DB_ALIAS, [field.attname for field in _POLL_FIELDS], values)
     return with_choices(poll, [Choice.from_db(DEFAULT_DB_ALIAS, _CHOICE_FIELDS, values) for values in choices])

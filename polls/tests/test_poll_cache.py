@@ -1,5 +1,7 @@
 """The per-process poll cache: a change of a poll is seen by the next lookup, in every process."""
 
+import json
+
 import pytest
 import redis
 from django.conf import settings
@@ -165,3 +167,12 @@ def test_a_cold_polls_public_results_take_one_redis_round_trip_and_no_query(monk
 
     assert len(round_trips) == 1
     assert (results.total, [choice.votes for choice in results.choices]) == (1, [1, 0])
+
+
+def test_a_shared_copy_written_before_a_poll_field_was_added_is_a_miss_not_an_error():
+    # Copies live an hour: right after a deploy that adds a field to Poll, the old ones are still there.
+    poll = make_poll()
+    poll_id, revision, body = get_redis().get(f"pollcopy:{poll.slug}").split("|", 2)
+    row, choices = json.loads(body)
+    get_redis().set(f"pollcopy:{poll.slug}", f"{poll_id}|{revision}|{json.dumps([row[:-1], choices])}")
+    assert selectors.poll_get(slug=poll.slug).question == "Cached?"
