@@ -311,13 +311,16 @@ def ballots_void_burst(*, poll: Poll, network: str, minute: datetime) -> int:
             voided_at__isnull=True,
         ).update(voided_at=timezone.now(), void_reason=VOID_REASON_BURST)
         if voided:
-            transaction.on_commit(lambda: _ballots_voided(poll_id=poll.id))
+            transaction.on_commit(lambda: _ballots_voided(poll=poll))
     return voided
 
 
-def _ballots_voided(*, poll_id: int) -> None:
-    """After a void's commit: the tally taken down to the record, the chart's stored minutes dropped."""
+def _ballots_voided(*, poll: Poll) -> None:
+    """After a void's commit: the tally taken down to the record; the chart's stored minutes and the
+    CSV file prepared for the owner, which count the void ballots, dropped (the owner makes a new one)."""
+    poll_id = poll.id
     minute_counts_forget(poll_id=poll_id)
+    poll_export_path(poll=poll).unlink(missing_ok=True)
     try:
         tally_mark_stale(poll_id=poll_id)  # again: a run may have cleared the mark before the commit
         tally_reconcile_many(polls_with_choices(poll_ids=[poll_id]), wait_seconds=VOID_RECONCILE_WAIT_SECONDS)

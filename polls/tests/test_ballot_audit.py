@@ -89,7 +89,7 @@ def test_a_poll_whose_voters_all_share_one_network_is_judged_by_its_own_pace(db)
     assert audit.bursts == []
 
 
-def test_voiding_a_burst_marks_its_ballots_and_leaves_them_out_of_every_count(transactional_db):
+def test_voiding_a_burst_marks_its_ballots_and_leaves_them_out_of_every_count(transactional_db, export_root):
     poll = make_poll()
     tally_get(poll)  # the tally exists in Redis (when there is one), so ballots are counted there
     honest_votes(poll, 20)
@@ -97,6 +97,7 @@ def test_voiding_a_burst_marks_its_ballots_and_leaves_them_out_of_every_count(tr
     network = stuff(poll, 120, minute=minute)
     outside_the_window = vote(poll, 999, ip_address=STUFFER).voter_key  # same network, later minute
     version_before = tally_get(poll).version
+    prepared = services.poll_export_write(poll=poll)  # a CSV file prepared for the owner, void ballots in it
 
     assert services.ballots_void_burst(poll=poll, network=network, minute=minute) == 120
 
@@ -111,6 +112,7 @@ def test_voiding_a_burst_marks_its_ballots_and_leaves_them_out_of_every_count(tr
     assert results.version > version_before
     assert tally_from_record(poll).total == 21
     assert len(list(selectors.ballots_csv_rows(poll=poll))) == 1 + 21
+    assert not prepared.exists()  # it counted the void ballots: the owner prepares a new one
     assert sum(votes for _, votes in minute_counts_get(poll_id=poll.id)) == 21
     audit = ballot_audit.ballot_audit(poll=poll)
     assert audit.bursts == [] and audit.total == 21
