@@ -6,7 +6,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 class QuickContentNegotiation(DefaultContentNegotiation):
     """Phones' fetch calls, curl and most programs send no Accept header, or `*/*`, or ask for the
     first renderer's type exactly; DRF then picks that first renderer, after parsing and ranking the
-    header on every request (about 6% of a vote's CPU under load, by py-spy). Those cases are
+    header on every request (a measurable share of a vote: docs/benchmarks.md). Those cases are
     answered at once with the same choice; anything else (other types, parameters, quality
     values, `?format=`) goes through DRF's full negotiation, 406 included."""
 

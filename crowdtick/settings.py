@@ -82,8 +82,8 @@ DB_POOL = env_bool("DB_POOL", False)
 DB_WAIT_TIMEOUT = env_int("DB_WAIT_TIMEOUT", 3, minimum=0)
 # Seconds a 503 asks clients to wait before trying again while the database does not answer.
 DB_RETRY_AFTER = 5
-# Django's health check costs a `SELECT 1` round trip on every request's first query: about 10% of a
-# vote's time here (docs/benchmarks.md). Without it a connection PostgreSQL dropped fails one request
+# Django's health check costs a `SELECT 1` round trip on every request's first query (docs/benchmarks.md,
+# "The figures behind the settings"). Without it a connection PostgreSQL dropped fails one request
 # per thread (a 503 with Retry-After, not a 500) and Django reconnects on the next; DB_HEALTH_CHECKS=1
 # trades that for the round trip.
 DB_HEALTH_CHECKS = env_bool("DB_HEALTH_CHECKS", False)

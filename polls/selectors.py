@@ -208,8 +208,7 @@ def poll_export_inline(*, poll: Poll) -> bool:
 
 
 # "Has this browser voted", asked by every page a returning browser opens. Written out because the
-# ORM took longer to build this query than PostgreSQL takes to answer it: 8.7% of a web worker's
-# time holding the GIL in the public-site load (py-spy --gil, 30 s at 700 users).
+# ORM took longer to build this query than PostgreSQL takes to answer it (docs/benchmarks.md).
 _HAS_VOTED = f"SELECT 1 FROM {Ballot._meta.db_table} WHERE poll_id = %s AND voter_key = %s LIMIT 1"
 
 
