@@ -28,10 +28,6 @@ class Breaker:
         self._probe_until = 0.0  # a probe is under way until then
         self._prober: int | None = None  # its thread, which connects and then queries
 
-    @property
-    def is_closed(self) -> bool:
-        return self._open_until == 0.0
-
     def before_use(self, *, probe_seconds: float) -> None:
         """Raises DatabaseUnavailable while open; lets one caller through once the window has passed."""
         if self._open_until == 0.0:  # the common case, without taking the lock

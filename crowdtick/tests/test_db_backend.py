@@ -155,14 +155,24 @@ def test_after_a_timeout_other_queries_fail_at_once_without_reaching_the_server(
 
 
 def test_the_breaker_lets_one_probe_through_once_its_window_has_passed():
-    from crowdtick.db_backend.breaker import Breaker
+    from crowdtick.db_backend.breaker import Breaker, DatabaseUnavailable
 
     tested = Breaker(open_seconds=0)
     tested.failed()
     tested.before_use(probe_seconds=60)  # the probe
     tested.succeeded()
-    tested.before_use(probe_seconds=60)
-    assert tested.is_closed
+    refused = []
+
+    def another_thread_uses_it():
+        try:
+            tested.before_use(probe_seconds=60)
+        except DatabaseUnavailable as error:
+            refused.append(error)
+
+    other = threading.Thread(target=another_thread_uses_it)
+    other.start()
+    other.join()
+    assert refused == []  # closed again: every thread, not only the prober, goes through
 
 
 def test_the_probing_thread_may_connect_and_then_query_while_others_still_wait():
