@@ -162,17 +162,24 @@ def test_the_breaker_lets_one_probe_through_once_its_window_has_passed():
     tested.before_use(probe_seconds=60)  # the probe
     tested.succeeded()
     refused = []
+    # Two other threads, alive together (a finished thread's id may be reused): an open breaker would
+    # take one of them for a new probe and refuse the other.
+    both_asked = threading.Barrier(3)
 
     def another_thread_uses_it():
         try:
             tested.before_use(probe_seconds=60)
         except DatabaseUnavailable as error:
             refused.append(error)
+        both_asked.wait()
 
-    other = threading.Thread(target=another_thread_uses_it)
-    other.start()
-    other.join()
-    assert refused == []  # closed again: every thread, not only the prober, goes through
+    others = [threading.Thread(target=another_thread_uses_it) for _ in range(2)]
+    for other in others:
+        other.start()
+    both_asked.wait()
+    for other in others:
+        other.join()
+    assert refused == []  # closed again: every thread goes through
 
 
 def test_the_probing_thread_may_connect_and_then_query_while_others_still_wait():
