@@ -338,6 +338,7 @@ def post_requests(poll) -> dict[str, dict]:
         "web:manage_settings": {"data": {"results_visibility": "after_close"}},
         "web:manage_delete": {"data": {}},
         "web:manage_export_prepare": {"data": {}},
+        "web:manage_void": {"data": {"network": "0" * 64, "minute": 0}},  # a burst with no ballot: voids none
         "api:poll_create": {
             "data": {"question": poll.question, "choices": choices},
             "content_type": "application/json",

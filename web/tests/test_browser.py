@@ -116,7 +116,7 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     page.goto(manage_url)
     expect(page.locator("#vote-chart")).to_contain_text("2 votes in the last hour")
     assert page.locator(".minute-fill.h-100").bounding_box()["height"] > 50
-    expect(page.get_by_role("table")).to_contain_text("2 votes")
+    expect(page.locator("#vote-chart").get_by_role("table")).to_contain_text("2 votes")
 
     # The share box's QR code is drawn and scans as the poll's link.
     qr = guest_page.locator("img.share-qr")
@@ -127,3 +127,48 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
 
     owner.close()
     guest.close()
+
+
+def test_on_a_phone_the_owner_voids_a_flagged_burst_with_the_keyboard(site, chromium, tmp_path):
+    import json
+    import sqlite3
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    request = urllib.request.Request(
+        f"{site}/api/polls/",
+        data=json.dumps({"question": "Best fruit?", "choices": ["Apple", "Pear"]}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    created = json.loads(urllib.request.urlopen(request).read())
+    # Every browser here is 127.0.0.1: the crowd and the script are written into the record instead,
+    # 30 networks with a ballot each and one network with 120 in one minute.
+    minute = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0, tzinfo=None)
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        (poll_id,) = db.execute("SELECT id FROM polls_poll WHERE slug = ?", [created["id"]]).fetchone()
+        rows = [(poll_id, f"crowd-{n}", f"{n:064x}", 1, f"{minute + timedelta(seconds=n)}") for n in range(30)]
+        rows += [(poll_id, f"script-{n}", "f" * 64, 2, f"{minute + timedelta(seconds=20)}") for n in range(120)]
+        db.executemany(
+            "INSERT INTO polls_ballot (poll_id, voter_key, ip_hash, ip_key, choice_mask, submitted_at)"
+            " VALUES (?, ?, ?, NULL, ?, ?)",
+            rows,
+        )
+
+    phone = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = phone.new_page()
+    page.goto(created["manage_url"])
+    audit = page.locator("#ballot-audit")
+    expect(audit).to_contain_text("150 counted ballots from 31 networks")
+    expect(audit).to_contain_text("120 ballots from network ffffffffff")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "wider than the phone"
+    void = page.get_by_role("button", name="Void these 120 ballots")
+    void.focus()
+    page.keyboard.press("Enter")  # HTMX swaps the card
+    expect(audit).to_contain_text("120 ballots voided")
+    expect(audit).to_contain_text("No burst")
+    expect(audit).to_contain_text("30 counted ballots")
+    page.goto(f"{site}/p/{created['id']}/results/")
+    expect(page.locator("#results-total")).to_have_text("30")
+    phone.close()
