@@ -133,6 +133,9 @@ else:
 # WebSocket sends per second an ASGI process aims at for one poll's audience (realtime.hub): above
 # this / 4 viewers in a process, they get fewer than 4 pushes a second rather than a growing backlog.
 LIVE_SENDS_PER_SECOND = env_int("LIVE_SENDS_PER_SECOND", 5000, minimum=1)
+# Live sockets one network (address, or IPv6 /64) may hold open in one ASGI process (realtime/sockets.py).
+# Generous, as the per-address vote limit is: a hall of thousands of phones may share one NAT address.
+WS_SOCKETS_PER_NETWORK = env_int("WS_SOCKETS_PER_NETWORK", 5000, minimum=1)
 
 # --- Celery ------------------------------------------------------------------------------
 CELERY_BROKER_URL = REDIS_URL or "memory://"

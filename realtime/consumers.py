@@ -10,6 +10,7 @@ from polls.models import Poll
 from realtime.hub import hub
 from realtime.live import audience_group, live_view
 from realtime.presence import presence_leave, presence_watch
+from realtime.sockets import client_network, open_sockets
 from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,15 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
     _sending: asyncio.Task | None = None
     _next_html: str | None = None
     _last_html: str | None = None
+    network: str | None = None  # counted in `open_sockets` while this socket is open
 
     async def connect(self):
+        network = client_network(self.scope)
+        if network is not None:
+            if not open_sockets.take(network):
+                await self.close()  # refused at the handshake (403): this network holds enough sockets here
+                return
+            self.network = network
         kwargs = self.scope["url_route"]["kwargs"]
         try:
             poll, audience = await database_sync_to_async(viewer_poll_and_audience)(
@@ -74,6 +82,9 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         self.push(snapshot.html, snapshot.version)
 
     async def disconnect(self, code):
+        if self.network is not None:
+            open_sockets.give_back(self.network)
+            self.network = None
         if self.group_name:
             await hub().leave(self.group_name, self)
         if self.poll_id is not None:

@@ -251,3 +251,30 @@ def test_a_viewer_behind_a_slow_socket_gets_the_newest_push_next_without_holding
     fast_sent, slow_sent = async_to_sync(scenario)()
     assert [version_of(html) for html in fast_sent] == [1, 2, 3]
     assert [version_of(html) for html in slow_sent] == [1, 3]
+
+
+@override_settings(WS_SOCKETS_PER_NETWORK=2)
+def test_one_network_holds_at_most_its_share_of_sockets_and_gets_them_back_as_it_closes_them():
+    poll, _ = make_poll()
+
+    def from_address(address):
+        ws = connect(f"/ws/polls/{poll.slug}/")
+        ws.scope["client"] = (address, 50000)  # what the server reads from the connection (or the proxy's header)
+        return ws
+
+    async def scenario():
+        first, second = from_address("203.0.113.7"), from_address("203.0.113.7")
+        assert (await first.connect())[0] and (await second.connect())[0]
+        third = from_address("203.0.113.7")
+        refused = not (await third.connect())[0]
+        # The limit is per network: another address still connects.
+        other = from_address("198.51.100.1")
+        other_connected = (await other.connect())[0]
+        await first.disconnect()
+        again = from_address("203.0.113.7")
+        reconnected = (await again.connect())[0]
+        for ws in (second, other, again):
+            await ws.disconnect()
+        return refused, other_connected, reconnected
+
+    assert async_to_sync(scenario)() == (True, True, True)
