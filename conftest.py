@@ -33,7 +33,7 @@ def embedded(monkeypatch):
 @pytest.fixture
 def chromium():
     """Headless Debian Chromium driven by Playwright (skipped without it, unless under CI)."""
-    from realtime.tests import processes
+    from crowdtick.tests import processes
 
     processes.require_chromium()
     from playwright.sync_api import sync_playwright

@@ -12,14 +12,8 @@ from rest_framework.views import APIView
 
 from api import serializers as io
 from api.errors import VALIDATION_ERROR_SCHEMA, BoundedJSONParser, ErrorSerializer, api_exception_handler
-from polls import selectors, services
+from polls import selectors, services, voters
 from polls.models import Poll
-from polls.ratelimit import rate_limit_check
-
-# The voter cookie and the client address are read by the same helpers as the HTML views: one
-# definition of the cookie's name, salt and signature, and of which proxy header to trust. The
-# only import of web/ from api/, on purpose: a copy here would drift from the one that writes it.
-from web.voter import client_ip, voter_key_from_cookie
 
 
 def _error(description: str, schema=ErrorSerializer) -> OpenApiResponse:
@@ -133,8 +127,8 @@ class PollCreateView(ApiView):
     def post(self, request: Request) -> Response:
         refuse_cross_site(request)
         fields = _validated(io.PollCreateInput, request.data)
-        rate_limit_check(action="create", ip_address=client_ip(request))
-        poll, owner_token = services.poll_create(**{name: value for name, value in fields.items() if value is not None})
+        given = {name: value for name, value in fields.items() if value is not None}
+        poll, owner_token = services.poll_create(**given, ip_address=voters.client_address(request.META))
         manage_url = request.build_absolute_uri(reverse("web:manage", args=[poll.slug, owner_token]))
         body = io.PollCreatedOutput(_poll_body(request, poll) | {"manage_url": manage_url}).data
         return Response(body, status=status.HTTP_201_CREATED)
@@ -174,9 +168,8 @@ class VoteCastView(ApiView):
     def post(self, request: Request) -> Response:
         refuse_cross_site(request)
         fields = _validated(io.VoteInput, request.data)
-        voter_key = fields.get("voter") or voter_key_from_cookie(request)
-        ip_address = client_ip(request)
-        rate_limit_check(action="vote", ip_address=ip_address, voter_key=voter_key)
+        voter_key = fields.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
+        ip_address = voters.client_address(request.META)
         ballot = services.vote_cast(
             poll=_poll_or_404(fields["poll"]),
             choice_ids=fields["choices"],
@@ -209,7 +202,7 @@ class PollResultsView(ApiView):
         voter_key = None
         if selectors.voting_reveals_results(poll=poll):  # only then does it matter who is asking
             query = _validated(io.ResultsQuery, request.query_params)
-            voter_key = query.get("voter") or voter_key_from_cookie(request)
+            voter_key = query.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
         seen = selectors.poll_results_for_viewer(poll=poll, voter_key=voter_key, cached_tally=cached_tally)
         if seen.results is None:
             raise exceptions.PermissionDenied(seen.hidden_reason)

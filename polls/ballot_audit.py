@@ -3,7 +3,7 @@ minute, and which network-minutes look like ballot stuffing.
 
 "One vote per browser" cannot stop a script that drops its cookie (or sends a new voter key to the
 API) on every vote: each ballot is a new voter. What such a script cannot hide is its network (the
-ballot's `ip_hash`: the salted hash of the client's network, `polls.ratelimit.address_network`) and
+ballot's `ip_hash`: the salted hash of the client's network, `polls.voters.address_network`) and
 its pace. So the owner sees both, and the bursts the poll's own history cannot explain are flagged
 for the owner to void (`polls.services.ballots_void_burst`). Void ballots are counted nowhere here.
 

@@ -24,7 +24,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 
@@ -35,6 +34,7 @@ from django.dispatch import receiver
 from redis.commands.core import Script
 
 from polls.models import Choice, Poll, polls_updated
+from polls.records import with_choices
 from polls.redis_client import get_redis
 from polls.tallies.keys import TALLY_KEY_PREFIX
 
@@ -145,19 +145,6 @@ def poll_cached_with_tally(slug: str) -> tuple[Poll, dict[str, str] | None]:
 def poll_cache_prime(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
     """Queues the storing of a poll just created (choices loaded) for every process; after its commit."""
     pipeline.set(_copy_key(poll.slug), _encode(poll, revision="0"), ex=COPY_TTL_SECONDS, nx=True)
-
-
-def with_choices(poll: Poll, choices: Iterable[Choice]) -> Poll:
-    """Sets what `poll.choices.all()` returns, as `prefetch_related("choices")` would, but with
-    nothing pointing back at the poll (Django's prefetch points each choice and the queryset at
-    it). Such a back-reference makes every poll a reference cycle, memory that only Python's
-    infrequent full collection frees: loaded by the hundred every few seconds (the reconciler,
-    the broadcaster), those polls grew a process steadily (make soak)."""
-    queryset = Choice.objects.filter(poll_id=poll.id)
-    queryset._result_cache = list(choices)
-    queryset._prefetch_done = True
-    poll._prefetched_objects_cache = {"choices": queryset}
-    return poll
 
 
 def _lookup(slug: str, *, with_tally: bool) -> tuple[Poll, dict[str, str] | None]:

@@ -21,7 +21,6 @@ one ballot per voter) stays correct either way.
 """
 
 import hashlib
-import ipaddress
 import logging
 import math
 import threading
@@ -34,6 +33,7 @@ from django.conf import settings
 from redis.commands.core import Script
 
 from polls.redis_client import get_redis
+from polls.voters import address_network
 
 logger = logging.getLogger(__name__)
 
@@ -87,25 +87,6 @@ def rate_limit_check(*, action: str, ip_address: str | None, voter_key: str | No
     retry_after = max(1, math.ceil(wait_ms / 1000))
     message = f"{limits[exceeded].message} Try again in {_in_words(retry_after)}."
     raise RateLimited(retry_after=retry_after, message=message)
-
-
-def address_network(ip_address: str | None) -> str | None:
-    """The network a client is counted by: its IPv4 address, or the /64 of an IPv6 address.
-
-    One phone or household holds a whole IPv6 /64, so counting single addresses would let it
-    rotate through billions of them.
-    """
-    if not ip_address:
-        return None
-    try:
-        address = ipaddress.ip_address(ip_address)
-    except ValueError:
-        return None
-    if address.version == 6:
-        if address.ipv4_mapped:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
 
 
 def _limits_for(action: str, *, ip_address: str | None, voter_key: str | None) -> list[_Limit]:

@@ -1,7 +1,7 @@
 """Reads: polls, results and who may see them."""
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,8 +12,10 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
-from polls.models import SLUG_ALPHABET, Ballot, Choice, Poll
-from polls.poll_cache import poll_cached, poll_cached_with_tally, with_choices
+from polls.models import SLUG_ALPHABET, Ballot, Poll
+from polls.poll_cache import poll_cached, poll_cached_with_tally
+from polls.records import poll_ids_with_ballots_since as poll_ids_with_ballots_since  # offered to every door
+from polls.records import polls_with_choices as polls_with_choices
 from polls.tallies.counts import Tally, tallies_get, tally_get
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_get
 
@@ -63,15 +65,6 @@ def poll_get(*, slug: str) -> Poll:
     return poll_cached(slug)
 
 
-def polls_with_choices(*, poll_ids: Iterable[int]) -> list[Poll]:
-    """The polls that still exist among `poll_ids`, with their choices loaded (two queries)."""
-    polls = list(Poll.objects.filter(id__in=list(poll_ids)))
-    choices_by_poll: dict[int, list[Choice]] = {poll.id: [] for poll in polls}
-    for choice in Choice.objects.filter(poll__in=polls):  # in `position` order (Choice.Meta)
-        choices_by_poll[choice.poll_id].append(choice)
-    return [with_choices(poll, choices_by_poll[poll.id]) for poll in polls]
-
-
 def _looks_like_slug(slug: object) -> bool:
     return isinstance(slug, str) and 0 < len(slug) <= SLUG_MAX_LENGTH and set(slug) <= _SLUG_CHARACTERS
 
@@ -107,12 +100,6 @@ def polls_known_active_before(moment: datetime) -> QuerySet[Poll]:
         .order_by("active_at")
         .annotate(last_ballot_at=Subquery(last_ballot))
     )
-
-
-def poll_ids_with_ballots_since(*, since: datetime) -> set[int]:
-    """Polls that took a ballot stamped at `since` or later: one range scan of the ballots' BRIN
-    index on their time, so its cost follows the recent votes, not the number of polls."""
-    return set(Ballot.objects.filter(submitted_at__gte=since).values_list("poll_id", flat=True).distinct())
 
 
 def poll_get_with_tally(*, slug: str) -> tuple[Poll, dict[str, str] | None]:

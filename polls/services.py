@@ -35,20 +35,20 @@ from polls.models import (
     Poll,
     hash_owner_token,
 )
-from polls.poll_cache import poll_cache_prime, poll_cache_release, with_choices
-from polls.ratelimit import address_network
+from polls.poll_cache import poll_cache_prime, poll_cache_release
+from polls.ratelimit import rate_limit_check
+from polls.records import poll_ids_with_ballots_since, polls_with_choices, with_choices
 from polls.redis_client import get_redis
 from polls.selectors import (
     ballots_csv_lines,
     poll_ids_opened_or_closed_between,
-    poll_ids_with_ballots_since,
     polls_last_activity,
-    polls_with_choices,
 )
 from polls.tallies.changes import tally_mark_changed
 from polls.tallies.counts import tally_discard, tally_record_ballot, tally_start
 from polls.tallies.reconcile import tallies_reconcile_changed, tally_mark_stale, tally_reconcile_many
 from polls.vote_minutes import COMMIT_SLACK, minute_counts_forget, minute_counts_refresh
+from polls.voters import address_network
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +122,13 @@ def poll_create(
     closes_at: datetime | None = None,
     results_visibility: str = Poll.Visibility.ALWAYS,
     dedupe: str = Poll.Dedupe.BROWSER,
+    ip_address: str | None = None,
 ) -> tuple[Poll, str]:
     """Creates a poll and its choices; returns the poll and its owner token.
 
     The token is returned in clear only here: the record keeps its hash, so the creator must
-    be shown the owner link now or never.
+    be shown the owner link now or never. Raises `RateLimited` once the creator's address made
+    its share of polls (a valid poll only counts: a form sent back with an error does not).
     """
     texts = [text.strip() for text in choices if text and text.strip()]
     _validate_choices(texts, max_choices=max_choices)
@@ -135,6 +137,7 @@ def poll_create(
         raise ValidationError({"closes_at": "The deadline must be in the future."})
     if opens_at is not None and closes_at is not None and opens_at >= closes_at:
         raise ValidationError({"opens_at": "The poll must open before it closes."})
+    rate_limit_check(action="create", ip_address=ip_address)
 
     owner_token = secrets.token_urlsafe(32)
     poll = Poll(
@@ -190,8 +193,10 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
     """Counts one ballot, or raises `VoteRejected` saying why not.
 
     The ballot is committed before this returns (callers answer 2xx only then); the cached
-    tally is updated after the commit, and losing that update never loses the vote.
+    tally is updated after the commit, and losing that update never loses the vote. Raises
+    `RateLimited` first, before any other check: every attempt counts against the limits.
     """
+    rate_limit_check(action="vote", ip_address=ip_address, voter_key=voter_key)
     now = timezone.now()
     if not poll.is_open(now):
         raise PollNotOpenYet() if poll.opens_at and now < poll.opens_at and not poll.closed else PollClosed()

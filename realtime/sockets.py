@@ -10,7 +10,7 @@ from collections import Counter
 
 from django.conf import settings
 
-from polls.ratelimit import address_network
+from polls.voters import address_network
 
 
 def client_network(scope: dict) -> str | None:

@@ -17,11 +17,11 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from crowdtick.health import readiness
-from polls import ballot_audit, jobs, selectors, services
+from polls import ballot_audit, jobs, selectors, services, voters
 from polls.models import Poll
-from polls.ratelimit import RateLimited, rate_limit_check
+from polls.ratelimit import RateLimited
 from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoidBurstForm, VoteForm
-from web.voter import client_ip, remember_voter, voter_key_for, voter_key_from_cookie
+from web.voter import remember_voter, voter_key_for
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
 _VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
@@ -68,7 +68,7 @@ def _results_context(
     `cached_tally` is the tally read with the poll (`_poll_with_tally_or_404`), if it was.
     """
     if not has_voted:  # every page shows the vote form or "you voted": always worth knowing here
-        voter_key = voter_key or voter_key_from_cookie(request)
+        voter_key = voter_key or voters.voter_key_from_cookies(request.COOKIES)
         has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
     seen = selectors.poll_results_for_viewer(
         poll=poll, has_voted=has_voted, is_owner=is_owner, cached_tally=cached_tally
@@ -105,8 +105,9 @@ def poll_create(request: HttpRequest) -> HttpResponse:
     status, retry_after = 400, None
     if form.is_valid():
         try:
-            rate_limit_check(action="create", ip_address=client_ip(request))
-            poll, owner_token = services.poll_create(**form.service_kwargs())
+            poll, owner_token = services.poll_create(
+                **form.service_kwargs(), ip_address=voters.client_address(request.META)
+            )
         except ValidationError as error:
             form.add_error(None, error)
         except RateLimited as limited:
@@ -142,12 +143,11 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
     status, retry_after = 400, None
     if form.is_valid():
         try:
-            rate_limit_check(action="vote", ip_address=client_ip(request), voter_key=voter_key_for(request))
             services.vote_cast(
                 poll=poll,
                 choice_ids=form.cleaned_data["choice"],
                 voter_key=voter_key_for(request),
-                ip_address=client_ip(request),
+                ip_address=voters.client_address(request.META),
             )
         except (services.VoteRejected, RateLimited) as rejection:
             form.add_error(None, rejection.message)

@@ -367,7 +367,7 @@ def body_of(response) -> str:
 def reach(name, arguments, method, query, headers):
     """Requests `name` on a fresh hostile poll with a ballot; returns what the request was and the answer."""
     poll, token = make_hostile_poll()
-    services.vote_cast(poll=poll, choice_ids=choice_ids(poll)[:1], voter_key="v", ip_address=None)
+    services.vote_cast(poll=poll, choice_ids=choice_ids(poll)[:1], voter_key=f"v-{poll.slug}", ip_address=None)
     BEFORE.get(name, lambda poll: None)(poll)
     url = reverse(name, kwargs={argument: URL_ARGUMENTS[argument](poll, token) for argument in arguments}) + query
     request = f"{method} {url} {'with' if headers else 'without'} HTMX"

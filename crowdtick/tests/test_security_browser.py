@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from crowdtick.tests import processes
 from crowdtick.tests.security_helpers import FORMULA_CHOICES, HTMX_PAYLOAD, IMG_PAYLOAD, embedded_env, free_port
-from realtime.tests import processes
 
 pytestmark = pytest.mark.browser
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from crowdtick.tests import processes
 from crowdtick.tests.security_helpers import embedded_env, free_port
-from realtime.tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_SHAPED = secrets.token_urlsafe(32)  # looks like an owner token; what matters is where it shows up

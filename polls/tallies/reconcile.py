@@ -21,8 +21,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 from redis.lock import Lock
 
-from polls import selectors
 from polls.models import Poll
+from polls.records import poll_ids_with_ballots_since, polls_with_choices
 from polls.redis_client import get_redis
 from polls.tallies.counts import (
     Tally,
@@ -75,10 +75,10 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
         started = now or timezone.now()
         checkpoint = client.get(RECONCILED_UNTIL_KEY)
         since = datetime.fromisoformat(checkpoint) if checkpoint else started - CATCH_UP
-        poll_ids = selectors.poll_ids_with_ballots_since(since=since) | tally_stale_poll_ids()
+        poll_ids = poll_ids_with_ballots_since(since=since) | tally_stale_poll_ids()
         repaired = 0
         for batch in itertools.batched(sorted(poll_ids), BATCH_SIZE):
-            polls = selectors.polls_with_choices(poll_ids=batch)
+            polls = polls_with_choices(poll_ids=batch)
             # A stale mark of a poll deleted since must not stay in the set forever.
             tally_discard(poll_ids=set(batch) - {poll.id for poll in polls})
             repaired += _reconcile_locked(client, polls)

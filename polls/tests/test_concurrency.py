@@ -164,7 +164,8 @@ def _free_port(candidates):
     pytest.skip("no free port in 8400-8499")
 
 
-def test_a_thousand_concurrent_votes_from_one_voter_make_exactly_one_ballot(transactional_db):
+def test_a_thousand_concurrent_votes_from_one_voter_make_exactly_one_ballot(transactional_db, settings):
+    settings.RATELIMIT_ENABLE = False  # the per-voter limit would refuse most first: this is about the ballot box
     poll = make_poll()
     tally_get(poll)  # the tally exists, so the one counted ballot increments it
     tea = poll.choices.all()[0]

@@ -9,8 +9,9 @@ from django.test import Client
 
 from polls import ratelimit, services
 from polls.models import Poll
-from polls.ratelimit import RateLimited, address_network, rate_limit_check, rate_limits_reset
+from polls.ratelimit import RateLimited, rate_limit_check, rate_limits_reset
 from polls.redis_client import get_redis
+from polls.voters import address_network
 
 
 @pytest.fixture(autouse=True)
@@ -250,3 +251,34 @@ def test_the_html_create_form_says_when_the_address_made_its_polls_for_the_day(s
     assert "Your network has made 2 polls in the last 24 hours, the most it may make in a day." in page
     assert 'value="Tea?"' in page  # the form is shown again as it was filled in
     assert Poll.objects.count() == 2
+
+
+# --- the services apply them, whatever the door ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_vote_service_refuses_a_voter_past_the_limit_before_any_other_check():
+    polls = [services.poll_create(question=f"Q{i}?", choices=["Yes", "No"])[0] for i in range(3)]
+
+    def cast(poll):
+        choice = poll.choices.first()
+        try:
+            services.vote_cast(poll=poll, choice_ids=[choice.id], voter_key="v", ip_address="198.51.100.30")
+        except RateLimited:
+            return "limited"
+        return "counted"
+
+    assert [cast(poll) for poll in polls] == ["counted", "counted", "limited"]
+
+
+@pytest.mark.django_db
+def test_the_create_service_refuses_an_address_past_the_limit():
+    def create():
+        try:
+            services.poll_create(question="Q?", choices=["Yes", "No"], ip_address="198.51.100.31")
+        except RateLimited:
+            return "limited"
+        return "created"
+
+    assert [create() for _ in range(4)] == ["created", "created", "created", "limited"]
+    assert Poll.objects.count() == 3

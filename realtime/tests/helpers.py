@@ -1,5 +1,6 @@
 """Shared test helpers: polls, votes and WebSocket connections the way the site makes them."""
 
+import itertools
 import re
 
 from channels.testing import WebsocketCommunicator
@@ -18,8 +19,13 @@ def make_poll(**kwargs):
     return poll, token
 
 
-def vote(poll, choice_index=0, voter_key="voter"):
-    """Casts a ballot and runs its after-commit work (the tally), as a committed vote would."""
+_voters = itertools.count()
+
+
+def vote(poll, choice_index=0, voter_key=None):
+    """Casts a ballot and runs its after-commit work (the tally), as a committed vote would; by a new
+    voter unless `voter_key` says whose (the per-voter rate limit counts every attempt)."""
+    voter_key = voter_key or f"voter-{next(_voters)}"
     choice = list(poll.choices.all())[choice_index]
     with TestCase.captureOnCommitCallbacks(execute=True):
         return services.vote_cast(poll=poll, choice_ids=[choice.id], voter_key=voter_key, ip_address=None)

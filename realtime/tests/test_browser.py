@@ -8,7 +8,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from realtime.tests import processes
+from crowdtick.tests import processes
 
 pytestmark = pytest.mark.browser
 

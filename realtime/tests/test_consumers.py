@@ -7,10 +7,10 @@ from django.http import HttpResponse
 from django.test import Client, override_settings
 
 from polls import services
+from polls.voters import VOTER_COOKIE_SALT
 from realtime.broadcaster import Broadcaster
 from realtime.consumers import CLOSE_POLL_NOT_FOUND
 from realtime.tests.helpers import HOST, ORIGIN, connect, make_poll, version_of, vote
-from realtime.viewer import VOTER_COOKIE_SALT
 
 # Consumers reach the database through database_sync_to_async, which closes a connection that
 # sits inside a test's transaction: these tests commit for real.

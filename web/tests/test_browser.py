@@ -12,7 +12,7 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from realtime.tests import processes
+from crowdtick.tests import processes
 
 pytestmark = pytest.mark.browser
 

@@ -8,8 +8,8 @@ from django.test import Client, RequestFactory
 
 from polls import services
 from polls.models import Ballot
+from polls.voters import client_address, voter_key_from_cookies
 from web.tests.conftest import HTMX
-from web.voter import client_ip, voter_key_from_cookie
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +18,7 @@ COOKIE = settings.VOTER_COOKIE_NAME
 
 def key_in(cookie_value: str) -> str | None:
     """What the site reads back from a cookie value: the key if the signature holds, else None."""
-    request = RequestFactory().get("/")
-    request.COOKIES[COOKIE] = cookie_value
-    return voter_key_from_cookie(request)
+    return voter_key_from_cookies({COOKIE: cookie_value})
 
 
 def first_vote(client: Client, poll, **extra):
@@ -83,7 +81,7 @@ def test_viewing_a_poll_sets_no_cookie(client, poll):
 
 def address_of(settings, header: str, **meta) -> str | None:
     settings.CLIENT_IP_HEADER = header
-    return client_ip(RequestFactory().get("/", **meta))
+    return client_address(RequestFactory().get("/", **meta).META)
 
 
 def test_proxy_headers_are_ignored_unless_client_ip_header_names_one(settings):
