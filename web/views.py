@@ -14,6 +14,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.cache import cache_control
+from django.views.decorators.clickjacking import xframe_options_exempt
+from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from crowdtick.health import readiness
@@ -176,13 +178,17 @@ def live(request: HttpRequest, slug: str) -> TemplateResponse:
     theme = request.GET.get("theme") if request.GET.get("theme") in ("dark", "light") else "dark"
     overlay = request.GET.get("overlay") == "1"
     context = _results_context(request, poll, cached_tally=cached_tally) | {"theme": theme, "overlay": overlay}
-    response = TemplateResponse(request, "live.html", context)
     if overlay:
-        # Stream tools may embed the overlay in a frame; it has no control to click, so framing it
-        # gives another site nothing to hijack. Every other page keeps frame-ancestors 'none'.
-        response._csp_config = settings.SECURE_CSP | {"frame-ancestors": ["*"]}
-        response.xframe_options_exempt = True
-    return response
+        return _framable(request, context)
+    return TemplateResponse(request, "live.html", context)
+
+
+# Stream tools may embed the overlay in a frame; it has no control to click, so framing it gives
+# another site nothing to hijack. Every other page keeps frame-ancestors 'none'.
+@csp_override(settings.SECURE_CSP | {"frame-ancestors": ["*"]})
+@xframe_options_exempt
+def _framable(request: HttpRequest, context: dict) -> TemplateResponse:
+    return TemplateResponse(request, "live.html", context)
 
 
 @require_safe

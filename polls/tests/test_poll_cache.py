@@ -1,6 +1,9 @@
 """The per-process poll cache: a change of a poll is seen by the next lookup, in every process."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -176,3 +179,16 @@ def test_a_shared_copy_written_before_a_poll_field_was_added_is_a_miss_not_an_er
     row, choices = json.loads(body)
     get_redis().set(f"pollcopy:{poll.slug}", f"{poll_id}|{revision}|{json.dumps([row[:-1], choices])}")
     assert selectors.poll_get(slug=poll.slug).question == "Cached?"
+
+
+def test_every_process_forgets_a_changed_poll_whatever_it_imported_first():
+    # A fresh interpreter that only sets Django up, as a Celery worker or a management command does.
+    probe = (
+        "import django; django.setup();"
+        "from django.db.models.signals import post_delete, post_save;"
+        "from polls.models import Poll, polls_updated;"
+        "print(all(signal.has_listeners(Poll) for signal in (post_save, post_delete, polls_updated)))"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "crowdtick.settings"}
+    answer = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert answer.stdout.strip() == "True", answer.stderr
