@@ -4,13 +4,14 @@ database when REDIS_URL is set; exports go to a temporary folder, tasks may run 
 import pytest
 from django.conf import settings
 
-from polls.ratelimit import rate_limits_reset
+from polls import ratelimit
 from polls.redis_client import get_redis
 
 
 @pytest.fixture(autouse=True)
-def _empty_redis():
-    rate_limits_reset()  # the embedded mode's in-process counters
+def _empty_redis(monkeypatch):
+    # Fresh in-process counters (the embedded mode's rate limits) for every test.
+    monkeypatch.setattr(ratelimit, "_local_counters", ratelimit._LocalCounters())
     if settings.REDIS_URL:
         get_redis().flushdb()
     yield

@@ -243,14 +243,5 @@ class _LocalCounters:
             self._slices.pop(key, None)
         self._next_sweep_ms = now_ms + self.SWEEP_EVERY_MS
 
-    def clear(self) -> None:
-        with self._lock:
-            self._slices, self._expires_ms, self._next_sweep_ms = {}, {}, 0
-
 
 _local_counters = _LocalCounters()
-
-
-def rate_limits_reset() -> None:
-    """Forgets the in-process counters (tests; Redis counters expire on their own)."""
-    _local_counters.clear()

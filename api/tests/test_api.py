@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from polls import services
 from polls.models import Ballot, Poll
-from polls.ratelimit import SLICES, rate_limits_reset
+from polls.ratelimit import SLICES
 
 pytestmark = pytest.mark.django_db
 
@@ -18,11 +18,8 @@ OWN_ORIGIN = f"http://{HOST}"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits(settings):
+def _long_rate_limit_window(settings):
     settings.RATELIMIT_WINDOW = 3600  # long, so no test straddles a window boundary
-    rate_limits_reset()
-    yield
-    rate_limits_reset()
 
 
 @pytest.fixture

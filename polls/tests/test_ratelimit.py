@@ -9,7 +9,7 @@ from django.test import Client
 
 from polls import ratelimit, services
 from polls.models import Poll
-from polls.ratelimit import RateLimited, rate_limit_check, rate_limits_reset
+from polls.ratelimit import RateLimited, rate_limit_check
 from polls.redis_client import get_redis
 from polls.voters import address_network
 
@@ -22,9 +22,6 @@ def _limits(settings):
     settings.RATELIMIT_VOTES_PER_VOTER = 2
     settings.RATELIMIT_POLLS_PER_ADDRESS = 3
     settings.RATELIMIT_POLLS_PER_ADDRESS_PER_DAY = 200
-    rate_limits_reset()
-    yield
-    rate_limits_reset()
 
 
 def allowed(**kwargs) -> bool:
@@ -186,14 +183,14 @@ def test_counters_are_exact_under_concurrent_requests(settings):
 
 
 @pytest.mark.skipif(not get_redis(), reason="needs REDIS_URL")
-def test_with_redis_the_counters_live_in_redis_and_expire():
+def test_with_redis_the_counters_live_in_redis_and_expire(monkeypatch):
     rate_limit_check(action="vote", ip_address="198.51.100.8", voter_key="v")
     keys = sorted(get_redis().scan_iter(f"{ratelimit.KEY_PREFIX}:*"))
     # Kept as long as a request can still count: the window and one slice.
     assert len(keys) == 2 and all(0 < get_redis().ttl(key) <= 3600 + 3600 / ratelimit.SLICES for key in keys)
     assert not any("198.51.100.8" in key for key in keys)  # addresses are not stored in clear
     # Another process sees the same counters: forgetting this process's memory changes nothing.
-    rate_limits_reset()
+    monkeypatch.setattr(ratelimit, "_local_counters", ratelimit._LocalCounters())
     rate_limit_check(action="vote", ip_address="198.51.100.8", voter_key="v")
     assert not allowed(action="vote", ip_address="198.51.100.8", voter_key="v")
 
