@@ -666,13 +666,9 @@ SMALL_LIMITS = {
 
 @pytest.fixture
 def small_limits(settings):
-    from polls.ratelimit import rate_limits_reset
-
+    # Every test starts with empty counters: conftest empties Redis and hands out fresh in-process ones.
     for name, value in SMALL_LIMITS.items():
         setattr(settings, name, value)
-    rate_limits_reset()  # embedded counters; Redis is emptied per test by conftest
-    yield
-    rate_limits_reset()
 
 
 def assert_rate_limited(response) -> None:
