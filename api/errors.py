@@ -4,13 +4,11 @@ The domain's exceptions (a vote that cannot count, an unknown poll, a rate limit
 status codes here, once, so the views only call services.
 """
 
-import io
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions, serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.views import exception_handler
 
 from polls import services
@@ -50,27 +48,6 @@ class TooManyRequests(exceptions.APIException):
     def __init__(self, *, detail: str, wait: int) -> None:
         super().__init__(detail)
         self.wait = wait
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON, refusing bodies over DATA_UPLOAD_MAX_MEMORY_SIZE before parsing them.
-
-    DRF reads the request stream directly, which bypasses Django's own size check.
-    """
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        try:
-            body = stream.read(limit + 1)
-        except RequestDataTooBig:
-            raise BodyTooLarge() from None
-        if len(body) > limit:
-            raise BodyTooLarge()
-        try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
-        except RecursionError:
-            # `[[[[…]]]]` a hundred thousand deep fits in 256 KiB and exhausts Python's stack.
-            raise exceptions.ParseError("The body is not valid JSON: it is nested too deeply.") from None
 
 
 def _as_api_exception(exc: Exception) -> Exception:

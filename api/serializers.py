@@ -115,28 +115,40 @@ class ChoiceOutput(serializers.Serializer):
 
 
 class PollOutput(serializers.Serializer):
-    id = serializers.CharField(help_text="The poll's slug: use it in every other call.")
-    url = serializers.URLField(help_text="The poll's page, to share.")
-    results_url = serializers.URLField()
-    live_url = serializers.URLField(help_text="Full-screen results for a big screen.")
+    """A poll as the API shows it, read from the poll itself (`context["request"]` makes its links absolute)."""
+
+    id = serializers.CharField(source="slug", help_text="The poll's slug: use it in every other call.")
+    url = serializers.HyperlinkedIdentityField(
+        view_name="web:poll", lookup_field="slug", help_text="The poll's page, to share."
+    )
+    results_url = serializers.HyperlinkedIdentityField(view_name="web:results", lookup_field="slug")
+    live_url = serializers.HyperlinkedIdentityField(
+        view_name="web:live", lookup_field="slug", help_text="Full-screen results for a big screen."
+    )
     question = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     choices = ChoiceOutput(many=True)
     max_choices = serializers.IntegerField()
     opens_at = serializers.DateTimeField(allow_null=True)
     closes_at = serializers.DateTimeField(allow_null=True)
-    closed = serializers.BooleanField(
+    closed = serializers.SerializerMethodField(
         help_text="True when the poll takes no votes now (closed, past its deadline, not open yet)."
     )
     results_visibility = serializers.ChoiceField(choices=Poll.Visibility.choices)
     dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices)
     created_at = serializers.DateTimeField()
 
+    def get_closed(self, poll: Poll) -> bool:
+        return not poll.is_open()
+
 
 class PollCreatedOutput(PollOutput):
-    manage_url = serializers.URLField(
+    manage_url = serializers.SerializerMethodField(
         help_text="The owner's page. It holds the poll's secret: it is shown only in this answer, keep it."
     )
+
+    def get_manage_url(self, poll: Poll) -> str:
+        return self.context["manage_url"]
 
 
 class VoteOutput(serializers.Serializer):

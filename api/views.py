@@ -1,7 +1,6 @@
 """The JSON API of DESIGN.md: one thin view per operation, calling the same services and
 selectors as the HTML views. Errors are mapped to status codes in `api.errors`."""
 
-from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -10,8 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from api import serializers as io
-from api.errors import VALIDATION_ERROR_SCHEMA, BoundedJSONParser, ErrorSerializer, api_exception_handler
+from api import serializers
+from api.errors import VALIDATION_ERROR_SCHEMA, ErrorSerializer, api_exception_handler
+from api.parsers import BoundedJSONParser
+from api.permissions import CROSS_SITE, SameSiteOnly
 from polls import selectors, services, voters
 from polls.models import Poll
 
@@ -23,7 +24,6 @@ def _error(description: str, schema=ErrorSerializer) -> OpenApiResponse:
 INVALID = _error(
     "The request is not valid: `detail` says why, each bad field lists its messages.", VALIDATION_ERROR_SCHEMA
 )
-CROSS_SITE = "a page on another site sent this request from a browser (its Origin is not this site)"
 NOT_FOUND = _error("No poll has this id.")
 TOO_LARGE = _error("The body is larger than 256 KiB.")
 NOT_JSON = _error("The body is not JSON (send Content-Type: application/json).")
@@ -60,22 +60,6 @@ class ApiView(APIView):
         return api_exception_handler
 
 
-def refuse_cross_site(request: Request) -> None:
-    """403 for a browser on another site; programs send no Origin and pass.
-
-    The own origin is the one the browser saw: `Host` with its port (nginx passes it on), and
-    the scheme nginx reports. Sec-Fetch-Site catches browsers that omit Origin.
-    """
-    if request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
-        raise exceptions.PermissionDenied(f"Refused: {CROSS_SITE}.")
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return
-    own = f"{request.scheme}://{request.get_host()}"
-    if origin != own and origin not in settings.CSRF_TRUSTED_ORIGINS:
-        raise exceptions.PermissionDenied(f"Refused: {CROSS_SITE}.")
-
-
 def _poll_or_404(slug: str) -> Poll:
     return selectors.poll_get(slug=slug)  # Poll.DoesNotExist is a 404 (api.errors)
 
@@ -86,37 +70,17 @@ def _validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
-def _poll_body(request: Request, poll: Poll) -> dict:
-    def absolute(name: str) -> str:
-        return request.build_absolute_uri(reverse(name, args=[poll.slug]))
-
-    return {
-        "id": poll.slug,
-        "url": absolute("web:poll"),
-        "results_url": absolute("web:results"),
-        "live_url": absolute("web:live"),
-        "question": poll.question,
-        "description": poll.description,
-        "choices": [{"id": choice.id, "text": choice.text} for choice in poll.choices.all()],
-        "max_choices": poll.max_choices,
-        "opens_at": poll.opens_at,
-        "closes_at": poll.closes_at,
-        "closed": not poll.is_open(),
-        "results_visibility": poll.results_visibility,
-        "dedupe": poll.dedupe,
-        "created_at": poll.created_at,
-    }
-
-
 class PollCreateView(ApiView):
+    permission_classes = [SameSiteOnly]
+
     schema = _CreatedPollLinks()
 
     @extend_schema(
         operation_id="poll_create",
         summary="Create a poll",
-        request=io.PollCreateInput,
+        request=serializers.PollCreateInput,
         responses={
-            201: io.PollCreatedOutput,
+            201: serializers.PollCreatedOutput,
             400: INVALID,
             403: _error(f"Refused: {CROSS_SITE}."),
             413: TOO_LARGE,
@@ -125,12 +89,11 @@ class PollCreateView(ApiView):
         },
     )
     def post(self, request: Request) -> Response:
-        refuse_cross_site(request)
-        fields = _validated(io.PollCreateInput, request.data)
+        fields = _validated(serializers.PollCreateInput, request.data)
         given = {name: value for name, value in fields.items() if value is not None}
         poll, owner_token = services.poll_create(**given, ip_address=voters.client_address(request.META))
         manage_url = request.build_absolute_uri(reverse("web:manage", args=[poll.slug, owner_token]))
-        body = io.PollCreatedOutput(_poll_body(request, poll) | {"manage_url": manage_url}).data
+        body = serializers.PollCreatedOutput(poll, context={"request": request, "manage_url": manage_url}).data
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -139,13 +102,15 @@ class PollDetailView(ApiView):
         operation_id="poll_get",
         summary="Read a poll",
         parameters=[POLL_ID],
-        responses={200: io.PollOutput, 404: NOT_FOUND},
+        responses={200: serializers.PollOutput, 404: NOT_FOUND},
     )
     def get(self, request: Request, id: str) -> Response:
-        return Response(io.PollOutput(_poll_body(request, _poll_or_404(id))).data)
+        return Response(serializers.PollOutput(_poll_or_404(id), context={"request": request}).data)
 
 
 class VoteCastView(ApiView):
+    permission_classes = [SameSiteOnly]
+
     @extend_schema(
         operation_id="vote_cast",
         summary="Cast a vote",
@@ -153,9 +118,9 @@ class VoteCastView(ApiView):
             "The voter is `voter` when given, else the browser's voter cookie; without either the vote is "
             'refused with 400 "voter required", unless the poll counts every call (`dedupe` = `none`).'
         ),
-        request=io.VoteInput,
+        request=serializers.VoteInput,
         responses={
-            201: io.VoteOutput,
+            201: serializers.VoteOutput,
             400: INVALID,
             403: _error(f"The poll is closed or not open yet; or refused: {CROSS_SITE}."),
             404: NOT_FOUND,
@@ -166,8 +131,7 @@ class VoteCastView(ApiView):
         },
     )
     def post(self, request: Request) -> Response:
-        refuse_cross_site(request)
-        fields = _validated(io.VoteInput, request.data)
+        fields = _validated(serializers.VoteInput, request.data)
         voter_key = fields.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
         ip_address = voters.client_address(request.META)
         ballot = services.vote_cast(
@@ -191,7 +155,7 @@ class PollResultsView(ApiView):
         ),
         parameters=[POLL_ID, OpenApiParameter("voter", str, description="Your voter key, for `after_vote` polls.")],
         responses={
-            200: io.ResultsOutput,
+            200: serializers.ResultsOutput,
             400: INVALID,
             403: _error("The poll's results are hidden from you for now; `detail` says until when."),
             404: NOT_FOUND,
@@ -201,7 +165,7 @@ class PollResultsView(ApiView):
         poll, cached_tally = selectors.poll_get_with_tally(slug=id)  # Poll.DoesNotExist is a 404
         voter_key = None
         if selectors.voting_reveals_results(poll=poll):  # only then does it matter who is asking
-            query = _validated(io.ResultsQuery, request.query_params)
+            query = _validated(serializers.ResultsQuery, request.query_params)
             voter_key = query.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
         seen = selectors.poll_results_for_viewer(poll=poll, voter_key=voter_key, cached_tally=cached_tally)
         if seen.results is None:
