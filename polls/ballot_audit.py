@@ -106,7 +106,8 @@ def _minute_sql() -> str:
     return "(CAST(strftime('%%s', submitted_at) AS INTEGER) / 60)"  # %% : the query has parameters
 
 
-def _minute(number: int) -> datetime:
+def minute_from_number(number: int) -> datetime:
+    """The minute a whole number of minutes since 1970 names (`Burst.minute_number`, the void form)."""
     return datetime.fromtimestamp(int(number) * 60, tz=UTC)
 
 
@@ -141,7 +142,10 @@ def ballot_minutes_busiest(*, poll: Poll, limit: int = TOP_ROWS) -> list[MinuteS
             GROUP BY minute ORDER BY n DESC, minute DESC LIMIT %s""",
         [poll.id, limit],
     )
-    return [MinuteShare(minute=_minute(row[0]), ballots=row[1], percent=_percent(row[1], int(row[2]))) for row in rows]
+    return [
+        MinuteShare(minute=minute_from_number(row[0]), ballots=row[1], percent=_percent(row[1], int(row[2])))
+        for row in rows
+    ]
 
 
 def ballot_bursts(*, poll: Poll, limit: int = BURSTS_SHOWN) -> tuple[list[Burst], int, int]:
@@ -166,7 +170,9 @@ def ballot_bursts(*, poll: Poll, limit: int = BURSTS_SHOWN) -> tuple[list[Burst]
         [poll.id, BURST_MIN_BALLOTS, BURST_FACTOR, limit],
     )
     typical = int(rows[0][3]) if rows else 0
-    bursts = [Burst(network=row[0], minute=_minute(row[1]), ballots=row[2]) for row in rows if row[0] is not None]
+    bursts = [
+        Burst(network=row[0], minute=minute_from_number(row[1]), ballots=row[2]) for row in rows if row[0] is not None
+    ]
     return bursts, typical, max(BURST_MIN_BALLOTS, BURST_FACTOR * typical)
 
 

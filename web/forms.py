@@ -1,11 +1,12 @@
 """HTML forms: they parse what a browser sends; the rules themselves live in polls.services."""
 
 import zoneinfo
-from datetime import UTC, datetime
+from datetime import UTC
 
 from django import forms
 from django.utils import timezone
 
+from polls.ballot_audit import minute_from_number
 from polls.models import CHOICE_MAX_LENGTH, DESCRIPTION_MAX_LENGTH, MAX_CHOICES, QUESTION_MAX_LENGTH, Poll
 
 INITIAL_CHOICE_ROWS = 3
@@ -145,4 +146,4 @@ class VoidBurstForm(forms.Form):
     minute = forms.IntegerField(min_value=0)  # whole minutes since 1970, as the audit counts them
 
     def clean_minute(self):
-        return datetime.fromtimestamp(self.cleaned_data["minute"] * 60, tz=UTC)
+        return minute_from_number(self.cleaned_data["minute"])
