@@ -94,6 +94,14 @@ class BallotAudit:
     threshold: int  # a network-minute at or above it is a burst
     voided: list[VoidedGroup]
 
+    @classmethod
+    def of_no_ballots(cls) -> "BallotAudit":
+        """The audit of a poll that has no ballot, counted or void: what the four queries would find."""
+        return cls(
+            total=0, networks=0, top_networks=[], busiest_minutes=[], bursts=[], typical=0,
+            threshold=BURST_MIN_BALLOTS, voided=[],
+        )
+
     @property
     def top_share(self) -> int:
         return self.top_networks[0].percent if self.top_networks else 0

@@ -75,12 +75,18 @@ def minute_counts_forget(*, poll_id: int) -> None:
         logger.warning("Redis unavailable: stored minutes of poll %s kept until they expire", poll_id)
 
 
+def chart_minutes(now: datetime | None = None) -> list[datetime]:
+    """The last `CHART_MINUTES` minutes, oldest first: the minutes the owner's chart shows."""
+    first = floor_minute(now or timezone.now()) - timedelta(minutes=CHART_MINUTES - 1)
+    return [first + timedelta(minutes=i) for i in range(CHART_MINUTES)]
+
+
 def minute_counts_get(*, poll_id: int, now: datetime | None = None) -> list[tuple[datetime, int]]:
     """The last `CHART_MINUTES` minutes, oldest first, each with its ballots (0 included)."""
     now = now or timezone.now()
-    first = floor_minute(now) - timedelta(minutes=CHART_MINUTES - 1)
-    counts = _stored_or_counted(poll_id=poll_id, first=first, now=now)
-    return [(minute, counts.get(minute, 0)) for minute in (first + timedelta(minutes=i) for i in range(CHART_MINUTES))]
+    minutes = chart_minutes(now)
+    counts = _stored_or_counted(poll_id=poll_id, first=minutes[0], now=now)
+    return [(minute, counts.get(minute, 0)) for minute in minutes]
 
 
 def _stored_or_counted(*, poll_id: int, first: datetime, now: datetime) -> dict[datetime, int]:

@@ -220,14 +220,15 @@ def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
 
 
 def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: PollSettingsForm, status: int = 200):
+    activity = selectors.poll_owner_activity(poll=poll)
     context = _results_context(request, poll, is_owner=True) | {
         "token": token,
         "manage_url": request.build_absolute_uri(reverse("web:manage", args=[poll.slug, token])),
         "just_created": request.GET.get("created") == "1",
         "settings_form": settings_form,
         "dedupe_help": DEDUPE_HELP[poll.dedupe],
-        "chart": selectors.poll_vote_chart(poll=poll),
-        "audit": ballot_audit.ballot_audit(poll=poll),
+        "chart": activity.chart,
+        "audit": activity.audit,
         "voided": _voided_count(request),
         "export_inline": selectors.poll_export_inline(poll=poll),
     }
@@ -249,12 +250,8 @@ def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     poll = _owned_poll_or_404(slug, token)
     if not request.htmx:
         return redirect(reverse("web:manage", args=[slug, token]) + "#vote-chart")
-    context = {
-        "poll": poll,
-        "token": token,
-        "chart": selectors.poll_vote_chart(poll=poll),
-        "audit": ballot_audit.ballot_audit(poll=poll),
-    }
+    activity = selectors.poll_owner_activity(poll=poll)
+    context = {"poll": poll, "token": token, "chart": activity.chart, "audit": activity.audit}
     return TemplateResponse(request, "manage.html#owner-refresh", context)
 
 

@@ -254,3 +254,22 @@ def test_each_audit_query_reads_only_its_poll_s_ballots_through_an_index(setting
         assert "Seq Scan on polls_ballot" not in plan, f"{name}:\n{plan}"
         assert "ballot_poll_time_idx" in plan or "ballot_unique_voter" in plan, f"{name}:\n{plan}"
         assert f"poll_id = {audited.id}" in plan, f"{name}:\n{plan}"
+
+
+def test_the_owner_page_of_a_poll_without_ballots_costs_one_query_and_one_with_only_void_ballots_lists_them(
+    db, django_assert_num_queries
+):
+    new_poll = make_poll()
+    with django_assert_num_queries(1):  # the EXISTS; no per-minute counts, no audit queries
+        activity = selectors.poll_owner_activity(poll=new_poll)
+    assert (activity.chart.total, activity.chart.poll_total, activity.audit.total) == (0, 0, 0)
+    assert len(activity.chart.bars) == 60 and not any(bar.votes for bar in activity.chart.bars)
+    assert activity.audit == ballot_audit.ballot_audit(poll=new_poll)  # what the four queries would have said
+
+    voided_poll = make_poll()
+    minute = a_minute_ago()
+    network = stuff(voided_poll, ballot_audit.BURST_MIN_BALLOTS, minute=minute)
+    services.ballots_void_burst(poll=voided_poll, network=network, minute=minute)
+    activity = selectors.poll_owner_activity(poll=voided_poll)
+    assert activity.audit.total == 0  # nothing counted, yet the owner sees what was voided
+    assert [group.ballots for group in activity.audit.voided] == [ballot_audit.BURST_MIN_BALLOTS]
