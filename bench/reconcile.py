@@ -50,6 +50,8 @@ def main() -> None:
     os.environ["DATABASE_URL"] = bench_database_url()
     os.environ["REDIS_URL"] = os.environ.get("RECONCILE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
     os.environ.setdefault("SECRET_KEY", "reconcile-bench-only")
+    # One voter key votes in every changed poll of a round: the per-voter limit (in the vote service) would refuse it.
+    os.environ.setdefault("RATELIMIT_ENABLE", "0")
     os.environ.setdefault("DB_WAIT_TIMEOUT", "0")  # seeding 200,000 ballots takes longer than a request may wait
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "crowdtick.settings")
     ensure_database(os.environ["DATABASE_URL"])
