@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 # for its last minute to end and be stored (a minute, the commit slack, a few missed beat ticks).
 # Later, readers count what was not stored from the record: exact, and only the few newest rows.
 VOTE_MINUTES_LOOKBACK = timedelta(minutes=3) + COMMIT_SLACK
+# Polls whose minutes are stored per round trip: a bounded query and pipeline, however many polls took votes.
+VOTE_MINUTES_BATCH = 1000
 # How far back the deadline announcer looks when it has no checkpoint (first run, Redis flushed).
 DEADLINE_CATCH_UP = timedelta(minutes=10)
 DEADLINES_CHECKPOINT_KEY = "deadlines:announced_until"
@@ -427,9 +429,9 @@ def poll_deadlines_announce(*, now: datetime | None = None) -> int:
 def vote_minutes_refresh(*, now: datetime | None = None) -> int:
     """Stores the per-minute vote counts of every poll that took a ballot lately; returns how many polls."""
     now = now or timezone.now()
-    poll_ids = poll_ids_with_ballots_since(since=now - VOTE_MINUTES_LOOKBACK)
-    for poll_id in poll_ids:
-        minute_counts_refresh(poll_id=poll_id, now=now)
+    poll_ids = sorted(poll_ids_with_ballots_since(since=now - VOTE_MINUTES_LOOKBACK))
+    for first in range(0, len(poll_ids), VOTE_MINUTES_BATCH):
+        minute_counts_refresh(poll_ids=poll_ids[first : first + VOTE_MINUTES_BATCH], now=now)
     return len(poll_ids)
 
 

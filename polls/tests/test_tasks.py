@@ -317,6 +317,30 @@ def test_the_refresh_task_touches_no_poll_without_recent_votes():
     assert sum(votes for _, votes in selectors.poll_votes_per_minute(poll=quiet)) == 1
 
 
+@needs_redis
+@pytest.mark.django_db(transaction=True)
+def test_the_refresh_task_stores_many_polls_minutes_in_as_many_queries_as_one_poll_s(django_assert_max_num_queries):
+    finished_minute = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=2)
+    polls = [make_poll() for _ in range(25)]
+    for index, poll in enumerate(polls):
+        for voter in range(index % 3 + 1):
+            vote_at(poll, f"p{index}-v{voter}", finished_minute + timedelta(seconds=voter))
+    get_redis().set(f"minutes:{polls[0].id}:until", int((finished_minute - timedelta(minutes=5)).timestamp()))
+
+    # Which polls took ballots (1), then one grouped query per distinct start: polls seen for the first
+    # time count the last hour (1), the one stored until 7 minutes ago counts from there (1).
+    with django_assert_max_num_queries(3):
+        assert tasks.refresh_vote_minutes() == 25
+
+    minute = str(int(finished_minute.timestamp()))
+    assert [get_redis().hgetall(f"minutes:{poll.id}") for poll in polls] == [
+        {minute: str(index % 3 + 1)} for index in range(25)
+    ]
+    with django_assert_max_num_queries(3):  # again: nothing new to store, nothing counted twice
+        tasks.refresh_vote_minutes()
+    assert get_redis().hgetall(f"minutes:{polls[2].id}") == {minute: "3"}
+
+
 # --- which polls a reconcile run looks at, and what a failure costs ------------------------------
 
 
