@@ -19,9 +19,10 @@ def test_each_url_is_whitenoise_s_own_and_a_missing_file_still_fails_loudly(stat
     storage = ManifestStaticFilesStorage(location=static_root, base_url="/static/")
     whitenoise = CompressedManifestStaticFilesStorage(location=static_root, base_url="/static/")
 
-    assert storage.url("css/crowdtick.css") == whitenoise.url("css/crowdtick.css") == "/static/css/crowdtick.0123abcd.css"
+    hashed = "/static/css/crowdtick.0123abcd.css"
+    assert storage.url("css/crowdtick.css") == whitenoise.url("css/crowdtick.css") == hashed
     storage.hashed_files.clear()  # built once: the manifest is not read again for a name already asked
-    assert storage.url("css/crowdtick.css") == "/static/css/crowdtick.0123abcd.css"
+    assert storage.url("css/crowdtick.css") == hashed
     for _ in range(2):  # a name missing from the manifest is never remembered as if it were there
         with pytest.raises(ValueError, match="Missing staticfiles manifest entry"):
             storage.url("css/missing.css")
