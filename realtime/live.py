@@ -68,9 +68,7 @@ def _hidden_view(poll: Poll) -> LiveView:
 
 
 def _render(poll: Poll, *, results: selectors.PollResults | None, hidden_reason: str | None) -> str:
-    # The same partial the pages include inside #live-region; the htmx ws extension swaps the
-    # wrapper's content in by id (hx-swap-oob), keeping the bars' ids so widths animate.
-    content = render_to_string(
-        "partials/live_region.html", {"poll": poll, "results": results, "hidden_reason": hidden_reason}
+    # The region's content as the pages show it, in the wrapper the htmx ws extension swaps in by id.
+    return render_to_string(
+        "partials/live_region.html#push", {"poll": poll, "results": results, "hidden_reason": hidden_reason}
     )
-    return f'<div id="live-region" hx-swap-oob="innerHTML">{content}</div>'
