@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.humanize",  # naturaltime: how old an export file is, in words
     "django.contrib.staticfiles",
+    "django.forms",  # its widget templates, for FORM_RENDERER below
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
@@ -53,6 +54,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# Forms render with the project's templates too (templates/forms/), not only Django's own.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 ROOT_URLCONF = "crowdtick.urls"
 WSGI_APPLICATION = "crowdtick.wsgi.application"

@@ -34,6 +34,8 @@ class ChoiceRowsWidget(forms.Widget):
 
 class ChoiceRowsField(forms.Field):
     widget = ChoiceRowsWidget
+    max_length = CHOICE_MAX_LENGTH  # of each row; the template's inputs say it too
+    max_rows = MAX_CHOICES  # for the template to say; polls.services refuses more
 
     def to_python(self, value):
         rows = [str(text).strip() for text in (value or [])]
@@ -42,10 +44,17 @@ class ChoiceRowsField(forms.Field):
     def validate(self, value):
         super().validate(value)
         for text in value:
-            if len(text) > CHOICE_MAX_LENGTH:
-                raise forms.ValidationError(f"Each choice can be at most {CHOICE_MAX_LENGTH} characters.")
+            if len(text) > self.max_length:
+                raise forms.ValidationError(f"Each choice can be at most {self.max_length} characters.")
             if "\x00" in text:
                 raise forms.ValidationError("Choices cannot contain NUL characters.")
+
+
+def results_visibility_field(**kwargs) -> forms.ChoiceField:
+    """Who sees results: the same radio group on the create form and the owner's settings."""
+    return forms.ChoiceField(
+        choices=Poll.Visibility, label="Who sees results", template_name="forms/radio_fieldset.html", **kwargs
+    )
 
 
 class LocalDateTimeField(forms.DateTimeField):
@@ -83,7 +92,7 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     allow_multiple = forms.BooleanField(required=False)
     max_choices = forms.IntegerField(min_value=1, max_value=MAX_CHOICES, required=False)
     closes_at = LocalDateTimeField(required=False)
-    results_visibility = forms.ChoiceField(choices=Poll.Visibility, initial=Poll.Visibility.ALWAYS)
+    results_visibility = results_visibility_field(initial=Poll.Visibility.ALWAYS)
     dedupe = forms.ChoiceField(choices=Poll.Dedupe, initial=Poll.Dedupe.BROWSER)
     tz = forms.CharField(required=False, widget=forms.HiddenInput)
 
@@ -135,7 +144,7 @@ class VoteForm(forms.Form):
 
 class PollSettingsForm(BrowserTimeZoneMixin, forms.Form):
     closes_at = LocalDateTimeField(required=False)
-    results_visibility = forms.ChoiceField(choices=Poll.Visibility)
+    results_visibility = results_visibility_field()
     tz = forms.CharField(required=False, widget=forms.HiddenInput)
 
 

@@ -94,7 +94,7 @@ def landing(request: HttpRequest) -> TemplateResponse:
 @require_safe
 def choice_row(request: HttpRequest) -> TemplateResponse:
     """One more empty choice row, swapped into the create form by HTMX."""
-    return TemplateResponse(request, "landing.html#choice-row", {"text": ""})
+    return TemplateResponse(request, "landing.html#choice-row", {"text": "", "form": PollCreateForm()})
 
 
 @require_POST
