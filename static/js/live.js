@@ -1,6 +1,13 @@
 // Live results over the htmx ws extension: reconnects on every close, keeps the socket alive
 // behind proxies, never shows older counts than it has, animates the bars and counts down.
 // The server sends a full snapshot on every connect, so a reconnect is also a resync.
+//
+// Two things here look like repeats of the extension or the server, and are not:
+// - Reconnecting: the extension retries only after 1006, 1011, 1012 and 1013. A proxy that reloads
+//   says 1001 (going away), and a server may say 1000; after those the page would stay dead.
+// - The version check: the broadcaster holds back a tally that went backwards (Redis lost increments),
+//   and each socket drops a push older than its snapshot. Only this page sees its other source of
+//   results: the fragment HTMX swaps in after a vote, which may be newer than a push still on its way.
 (function () {
   "use strict";
 
