@@ -33,6 +33,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from loadtest.programs import programs_require  # noqa: E402
+from loadtest.stack import Stack, StackError, free_ports  # noqa: E402
 
 BENCH = ROOT / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -76,10 +77,20 @@ def main() -> None:
     results: dict[str, tuple[list[Endpoint], dict[str, list[Sample]], dict]] = {}
     for mode in args.db_modes.split(","):
         mode_env = env | {"DB_POOL": "1" if mode == "pool" else "0"}
-        with Stack(mode_env):
-            endpoints = prepare_endpoints()
-            samples = measure(endpoints, runs=args.runs, duration=args.duration)
-            checks = record_check(mode_env["DATABASE_URL"], endpoints, samples)
+        stack = Stack(
+            run_dir=Path(mode_env["CT_RUN_DIR"]),
+            database_url=mode_env["DATABASE_URL"],
+            redis_url=mode_env["REDIS_URL"],
+            ports=[PORT, *free_ports(4)],
+            extra_env=mode_env,
+        )
+        try:
+            with stack:  # started here, stopped on the way out
+                endpoints = prepare_endpoints()
+                samples = measure(endpoints, runs=args.runs, duration=args.duration)
+                checks = record_check(mode_env["DATABASE_URL"], endpoints, samples)
+        except StackError as error:
+            sys.exit(f"bench: {error}")
         results[mode] = (endpoints, samples, checks)
 
     load = (load_before, os.getloadavg()[0])
@@ -99,47 +110,6 @@ def stack_env() -> dict:
     env["RATELIMIT_ENABLE"] = "0"
     env.setdefault("CT_RUN_DIR", f"/tmp/crowdtick-bench-{os.getuid()}")
     return env
-
-
-class Stack:
-    """`scripts/stack` in its own process group, stopped with SIGTERM like Ctrl-C would."""
-
-    def __init__(self, env: dict) -> None:
-        self.env = env
-        self.log_path = Path(env["CT_RUN_DIR"]) / "stack.log"
-
-    def __enter__(self) -> "Stack":
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [str(ROOT / "scripts" / "stack")],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                sys.exit(f"bench: the stack exited early; see {self.log_path}")
-            try:
-                if get("/readyz")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.5)
-        self.__exit__()
-        sys.exit(f"bench: the stack did not become ready in 300 s; see {self.log_path}")
-
-    def __exit__(self, *exc) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self.log.close()
 
 
 def request(method: str, path: str, body: str | None = None, headers: dict | None = None):

@@ -41,6 +41,7 @@ import platform
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -455,6 +456,8 @@ def machine(database_url: str) -> dict:
 
 
 def main() -> None:
+    # SIGTERM unwinds like Ctrl-C, so Locust and the stack are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("loadtest: stopped"))
     profiles = parse_args(sys.argv[1:])
     for options in profiles:
         run(options)

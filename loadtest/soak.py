@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import statistics
 import sys
 import time
@@ -467,6 +468,8 @@ def write(run_dir: Path, doc: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM unwinds like Ctrl-C, so Locust and the stack are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("soak: stopped"))
     options = parse_args(sys.argv[1:] if argv is None else argv)
     doc = options.doc
     if options.report_only:
