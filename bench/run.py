@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from loadtest.programs import programs_require  # noqa: E402
+from loadtest.site import Site, SiteError  # noqa: E402
 from loadtest.stack import Stack, StackError, free_ports  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -130,7 +130,7 @@ def prepare_endpoints() -> list[Endpoint]:
     base = f"http://{HOST}:{PORT}"
     csrf = secrets.token_hex(16)  # Django accepts any well-formed secret as long as cookie and field agree
     api = request("POST", "/api/votes/", "{}", {"Content-Type": "application/json"})[0] != 404
-    form_slug, form_choice = create_poll(csrf)
+    form_slug, form_choice = create_poll()
     endpoints = [
         Endpoint("healthz", "`GET /healthz`", f"{base}/healthz"),
         Endpoint(
@@ -142,7 +142,7 @@ def prepare_endpoints() -> list[Endpoint]:
         ),
     ]
     if api:
-        json_slug, json_choice = create_poll(csrf)
+        json_slug, json_choice = create_poll()
         endpoints.insert(
             1,
             Endpoint(
@@ -163,28 +163,14 @@ def prepare_endpoints() -> list[Endpoint]:
     return endpoints
 
 
-def create_poll(csrf: str) -> tuple[str, str]:
-    body = urllib.parse.urlencode(
-        {
-            "csrfmiddlewaretoken": csrf,
-            "question": "Benchmark: which one?",
-            "choices": ["Red", "Green", "Blue"],
-            "results_visibility": "always",
-            "dedupe": "browser",
-        },
-        doseq=True,
-    )
-    status, headers, page = request(
-        "POST",
-        "/polls/new/",
-        body,
-        {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}"},
-    )
-    if status != 302:
-        sys.exit(f"bench: creating a poll answered {status}: {page[:500]}")
-    slug = re.search(r"/p/([^/]+)/manage/", headers["Location"]).group(1)
-    choice = re.search(r'name="choice" value="(\d+)"', get(f"/p/{slug}/")[2]).group(1)
-    return slug, choice
+def create_poll() -> tuple[str, str]:
+    """A poll created through the landing page's form; its slug and its first choice's id."""
+    try:
+        site = Site(f"http://{HOST}:{PORT}")
+        poll = site.create_poll(question="Benchmark: which one?", choices=["Red", "Green", "Blue"])
+    except SiteError as error:
+        sys.exit(f"bench: {error}")
+    return poll["slug"], str(poll["choice_ids"][0])
 
 
 def gunicorn_shape() -> str:

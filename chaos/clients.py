@@ -9,12 +9,13 @@ import json
 import queue
 import random
 import re
-import secrets
 import threading
 import time
 import urllib.parse
 import uuid
 from dataclasses import asdict, dataclass
+
+from loadtest.site import form_post
 
 TIMEOUT_SECONDS = 10
 FORM_SHARE = 0.3  # the rest vote through the API
@@ -43,10 +44,8 @@ def vote_once(host: str, port: int, *, poll: dict, via: str, t0: float) -> Attem
         headers = {"Content-Type": "application/json"}
     else:
         voter = ""
-        csrf = secrets.token_hex(16)  # a browser's CSRF cookie and the form's hidden field
         path = f"/p/{poll['slug']}/vote/"
-        body = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "choice": choice})
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}", "Origin": origin}
+        body, headers = form_post([("choice", str(choice))], origin=origin)
     t_sent = time.monotonic() - t0
     status, retry_after = None, None
     try:

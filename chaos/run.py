@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import re
-import secrets
 import signal
 import socket
 import subprocess
@@ -18,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -196,17 +194,7 @@ class Run:
                 [poll["slug"]],
             ).fetchone()
         network, minute = burst or ("0" * 64, 0)  # no stuffed ballot went in: the void finds none
-        csrf = secrets.token_hex(16)
-        answer = self.site.request(
-            "POST",
-            poll["manage_path"] + "void/",
-            urllib.parse.urlencode({"csrfmiddlewaretoken": csrf, "network": network, "minute": minute}),
-            {
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Cookie": f"csrftoken={csrf}",
-                "Origin": self.site.base_url,
-            },
-        )
+        answer = self.site.post_form(poll["manage_path"] + "void/", [("network", network), ("minute", str(minute))])
         voided = int(VOIDED.search(answer.headers.get("Location", "")).group(1)) if answer.status == 302 else 0
         recovered = time.monotonic() - t0
         for stuffer in stuffers:

@@ -31,6 +31,15 @@ class Results:
     votes: dict[int, int]  # choice id -> votes
 
 
+def form_post(fields: list[tuple[str, str]], *, origin: str) -> tuple[str, dict[str, str]]:
+    """The body and headers of a form a browser posts from `origin`: a CSRF cookie and hidden field
+    that agree (all Django's CSRF check needs, so no page is fetched for a token) and the Origin."""
+    csrf = secrets.token_hex(16)
+    body = urllib.parse.urlencode([("csrfmiddlewaretoken", csrf), *fields])
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}", "Origin": origin}
+    return body, headers
+
+
 class Site:
     def __init__(self, base_url: str) -> None:
         parts = urllib.parse.urlsplit(base_url)
@@ -46,23 +55,17 @@ class Site:
         finally:
             connection.close()
 
+    def post_form(self, path: str, fields: list[tuple[str, str]]) -> Answer:
+        """Posts a form as a browser on this site would (`form_post`); redirects are not followed."""
+        return self.request("POST", path, *form_post(fields, origin=self.base_url))
+
     def create_poll(self, *, question: str, choices: list[str], max_choices: int = 1) -> dict:
         """Creates a poll through the landing page's form, as a person would; returns its slug and choices."""
-        csrf = secrets.token_hex(16)  # a cookie and field that agree are all Django's CSRF check needs
-        fields = [("csrfmiddlewaretoken", csrf), ("question", question)] + [("choices", text) for text in choices]
+        fields = [("question", question)] + [("choices", text) for text in choices]
         fields += [("results_visibility", "always"), ("dedupe", "browser")]
         if max_choices > 1:
             fields += [("allow_multiple", "on"), ("max_choices", str(max_choices))]
-        answer = self.request(
-            "POST",
-            "/polls/new/",
-            urllib.parse.urlencode(fields),
-            {
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Cookie": f"csrftoken={csrf}",
-                "Origin": self.base_url,
-            },
-        )
+        answer = self.post_form("/polls/new/", fields)
         slug = MANAGE_LOCATION.search(answer.headers.get("Location", "")) if answer.status == 302 else None
         if not slug:
             raise SiteError(f"creating a poll answered {answer.status}: {answer.text[:300]}")
