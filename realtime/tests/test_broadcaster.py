@@ -94,6 +94,8 @@ def test_it_pushes_the_closed_state_when_the_deadline_passes_without_a_vote():
     [(_, pushed)] = _watch(poll, [wait_for_the_deadline])
     assert len(pushed) == 1
     assert 'data-poll-open="0"' in pushed[0] and "Poll closed" in pushed[0]
+    # The status line comes in the same push: no screen says "Open · closes in …" beside "Poll closed".
+    assert '<span class="badge badge-closed">Closed</span>' in pushed[0] and "badge-open" not in pushed[0]
 
 
 def test_the_broadcast_command_refuses_to_run_without_a_shared_channel_layer(settings):
