@@ -53,6 +53,7 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
     _sending: asyncio.Task | None = None
     _next_html: str | None = None
     _last_html: str | None = None
+    _closing: asyncio.Task | None = None
     network: str | None = None  # counted in `open_sockets` while this socket is open
 
     async def connect(self):
@@ -113,6 +114,10 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         sending = asyncio.Task(self._send_newest(html), loop=asyncio.get_running_loop(), eager_start=True)
         if not sending.done():
             self._sending = sending
+
+    def gone(self) -> None:
+        """Its poll was deleted (realtime.gone): closes with the code pages stop on; returns without waiting."""
+        self._closing = asyncio.get_running_loop().create_task(self.close(code=CLOSE_POLL_NOT_FOUND))
 
     async def _send_newest(self, html: str | None) -> None:
         try:

@@ -34,6 +34,9 @@ class Viewer(Protocol):
     def push(self, html: str, version: int | None) -> None:
         """Sends the fragment on (or drops it); must not block, as every viewer of the group waits behind it."""
 
+    def gone(self) -> None:
+        """Its poll was deleted: closes the socket; must not block either."""
+
 
 @dataclass(eq=False)
 class _Group:
@@ -106,7 +109,7 @@ class Hub:
                 logger.exception("Hub: receive failed on %s; retrying", joined.channel)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if message.get("html") is None:
+            if message.get("html") is None and message.get("type") != "poll.gone":
                 logger.warning("Hub: ignored a message without html: %r", message.get("type"))
                 continue
             joined.newest = message
@@ -121,7 +124,10 @@ class Hub:
             viewers = tuple(joined.viewers)  # a copy: a viewer may leave while the push is handed out
             for viewer in viewers:
                 try:
-                    viewer.push(message["html"], message.get("version"))
+                    if message.get("type") == "poll.gone":
+                        viewer.gone()
+                    else:
+                        viewer.push(message["html"], message.get("version"))
                 except Exception:
                     logger.exception("Hub: a viewer failed to take a push")
             await asyncio.sleep(len(viewers) / settings.LIVE_SENDS_PER_SECOND)

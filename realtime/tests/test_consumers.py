@@ -278,3 +278,20 @@ def test_one_network_holds_at_most_its_share_of_sockets_and_gets_them_back_as_it
         return refused, other_connected, reconnected
 
     assert async_to_sync(scenario)() == (True, True, True)
+
+
+def test_a_deleted_poll_s_screens_are_closed_with_the_code_pages_stop_on():
+    poll, token = make_poll()
+
+    async def scenario():
+        public, owner = connect(f"/ws/polls/{poll.slug}/"), connect(f"/ws/polls/{poll.slug}/manage/{token}/")
+        for ws in (public, owner):
+            await ws.connect()
+            await ws.receive_from(timeout=2)  # the snapshot
+        await _sync(services.poll_delete)(poll=poll)
+        closed = [await ws.receive_output(timeout=2) for ws in (public, owner)]
+        for ws in (public, owner):
+            await ws.wait()
+        return closed
+
+    assert async_to_sync(scenario)() == [{"type": "websocket.close", "code": CLOSE_POLL_NOT_FOUND}] * 2
