@@ -158,3 +158,58 @@ def test_a_vote_through_the_wsgi_server_reaches_a_viewer_of_another_asgi_process
     finally:
         for server in reversed(servers):
             server.stop()
+
+
+# Everything the back of the hall must see, with its bounding box (and every bar's), for the fit test.
+_KIOSK_BOXES = """() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const one = (selector) => box(document.querySelector(selector));
+  return {
+    scroll: [document.scrollingElement.scrollWidth, document.scrollingElement.scrollHeight],
+    question: one('.kiosk-question'), link: one('.kiosk-link'), qr: one('.kiosk-qr'),
+    total: one('#results-total'),
+    bars: [...document.querySelectorAll('#results .bar')].map(box),
+    questionPx: parseFloat(getComputedStyle(document.querySelector('.kiosk-question')).fontSize),
+    barTextPx: Math.min(...[...document.querySelectorAll('#results .bar-text')].map(
+      (el) => parseFloat(getComputedStyle(el).fontSize))),
+  };
+}"""
+
+
+@pytest.mark.parametrize("viewport", [(1920, 1080), (1280, 720)])
+@pytest.mark.parametrize("count", [8, 20])
+def test_the_big_screen_fits_one_screen_with_up_to_20_choices_and_a_200_character_question(
+    chromium, tmp_path, viewport, count
+):
+    env = _embedded_env(tmp_path)
+    processes.migrate(env)
+    server = processes.uvicorn(processes.free_port(), env, tmp_path / "uvicorn.log").start()
+    try:
+        question = (
+            "Which of these twenty proposals should the committee fund first this year, given the budget we have, "
+            "the people we can hire and the deadlines the board set for the spring term? Pick one only, please!!"
+        )
+        assert len(question) == 200
+        choices = [f"Proposal {n}: a longer name for the idea" for n in range(1, count + 1)]
+        slug, _ = create_poll(server.url, question=question, choices=choices)
+        width, height = viewport
+        page = chromium.new_context(viewport={"width": width, "height": height}).new_page()
+        page.goto(f"{server.url}/p/{slug}/live/")
+        page.wait_for_selector("#results .bar")
+        seen = page.evaluate(_KIOSK_BOXES)
+
+        def inside(box):
+            left, top, right, bottom = box
+            return left >= 0 and top >= 0 and right <= width + 0.5 and bottom <= height + 0.5
+
+        assert seen["scroll"][0] <= width and seen["scroll"][1] <= height, seen["scroll"]
+        for name in ("question", "link", "qr", "total"):
+            assert inside(seen[name]), (name, seen[name])
+        assert len(seen["bars"]) == count and all(inside(bar) for bar in seen["bars"]), seen["bars"]
+        # Still readable from the back: at least 1.6% (question) and 1.3% (choices) of the screen's height.
+        assert seen["questionPx"] >= 0.016 * height and seen["barTextPx"] >= 0.013 * height, seen
+        if os.environ.get("KIOSK_SCREENSHOTS"):  # to look at it: KIOSK_SCREENSHOTS=<dir>
+            page.screenshot(path=f"{os.environ['KIOSK_SCREENSHOTS']}/kiosk-{count}-{width}x{height}.png")
+        page.context.close()
+    finally:
+        server.stop()
