@@ -98,8 +98,14 @@ class BallotAudit:
     def of_no_ballots(cls) -> "BallotAudit":
         """The audit of a poll that has no ballot, counted or void: what the four queries would find."""
         return cls(
-            total=0, networks=0, top_networks=[], busiest_minutes=[], bursts=[], typical=0,
-            threshold=BURST_MIN_BALLOTS, voided=[],
+            total=0,
+            networks=0,
+            top_networks=[],
+            busiest_minutes=[],
+            bursts=[],
+            typical=0,
+            threshold=BURST_MIN_BALLOTS,
+            voided=[],
         )
 
     @property

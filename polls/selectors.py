@@ -152,13 +152,16 @@ class VoteChart:
 
 def poll_vote_chart(*, poll: Poll) -> VoteChart:
     """The owner's chart: ballots per minute over the last hour, scaled to the busiest minute."""
-    minutes = poll_votes_per_minute(poll=poll)
+    return _vote_chart(poll_votes_per_minute(poll=poll), poll_total=tally_get(poll).total)
+
+
+def _vote_chart(minutes: list[tuple[datetime, int]], *, poll_total: int) -> VoteChart:
     peak = max((votes for _, votes in minutes), default=0)
     bars = [
         MinuteBar(minute=minute, votes=votes, height=max(round(100 * votes / peak), 3) if votes else 0)
         for minute, votes in minutes
     ]
-    return VoteChart(bars=bars, total=sum(bar.votes for bar in bars), peak=peak, poll_total=tally_get(poll).total)
+    return VoteChart(bars=bars, total=sum(bar.votes for bar in bars), peak=peak, poll_total=poll_total)
 
 
 @dataclass(frozen=True)
@@ -179,10 +182,8 @@ def poll_owner_activity(*, poll: Poll) -> OwnerActivity:
     """
     if Ballot.objects.filter(poll_id=poll.id).exists():  # counted or void: the audit lists voids too
         return OwnerActivity(chart=poll_vote_chart(poll=poll), audit=ballot_audit(poll=poll))
-    no_votes = [MinuteBar(minute=minute, votes=0, height=0) for minute in chart_minutes()]
-    return OwnerActivity(
-        chart=VoteChart(bars=no_votes, total=0, peak=0, poll_total=0), audit=BallotAudit.of_no_ballots()
-    )
+    no_votes = [(minute, 0) for minute in chart_minutes()]
+    return OwnerActivity(chart=_vote_chart(no_votes, poll_total=0), audit=BallotAudit.of_no_ballots())
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,8 @@ def minute_counts_refresh(*, poll_ids: Sequence[int], now: datetime | None = Non
 
     Whatever the number of polls: 1 Redis read (each poll's `until`), one grouped query per distinct
     start (polls refreshed together share one: usually one or two queries, never more than the chart's
-    minutes), 1 Redis pipeline. Asked
-    poll by poll, thousands of polls voted in lately cost the Celery worker three round trips each
-    every 15 s (docs/scaling.md).
+    minutes), 1 Redis pipeline. Asked poll by poll, thousands of polls voted in lately cost the Celery
+    worker three round trips each every 15 s (docs/scaling.md).
     """
     client = get_redis()
     if client is None or not poll_ids:

@@ -14,11 +14,12 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from polls.models import Poll
+from realtime.hub import POLL_GONE
 from realtime.live import Audience, audience_group
 
 logger = logging.getLogger(__name__)
 
-GONE_MESSAGE = {"type": "poll.gone"}
+GONE_MESSAGE = {"type": POLL_GONE}
 
 
 def announce_poll_gone(sender, instance: Poll, **kwargs) -> None:

@@ -27,6 +27,8 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
+# The message that says a group's poll was deleted (realtime.gone): its viewers close, nothing is shown.
+POLL_GONE = "poll.gone"
 RETRY_SECONDS = 1.0  # after a failed receive (e.g. Redis restarting), so the reader does not spin
 
 
@@ -109,7 +111,7 @@ class Hub:
                 logger.exception("Hub: receive failed on %s; retrying", joined.channel)
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
-            if message.get("html") is None and message.get("type") != "poll.gone":
+            if message.get("html") is None and message.get("type") != POLL_GONE:
                 logger.warning("Hub: ignored a message without html: %r", message.get("type"))
                 continue
             joined.newest = message
@@ -124,7 +126,7 @@ class Hub:
             viewers = tuple(joined.viewers)  # a copy: a viewer may leave while the push is handed out
             for viewer in viewers:
                 try:
-                    if message.get("type") == "poll.gone":
+                    if message.get("type") == POLL_GONE:
                         viewer.gone()
                     else:
                         viewer.push(message["html"], message.get("version"))
