@@ -1,7 +1,8 @@
 """Rate limits: sliding-window counters per client address and per voter.
 
-Any door (the API, the HTML vote and create views) calls `rate_limit_check` before doing the
-work; it raises `RateLimited` with the seconds to wait.
+The services call `rate_limit_check` first, before any other check (`services.vote_cast`,
+`services.poll_create`), so every door gets the same limits; it raises `RateLimited` with the seconds
+to wait.
 
 Fixed windows let a client spend its whole limit at the end of one window and all of it again at
 the start of the next: 5,600 votes went through in 48.8 s against a limit of 5,000 a minute. So each
