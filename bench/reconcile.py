@@ -199,9 +199,8 @@ def render(options, figures: dict) -> str:
         f"The per-minute counts of the owner's chart (`services.vote_minutes_refresh`, every 15 s) over the "
         f"{figures['minutes_polls']:,} polls voted in within its look-back: {figures['minutes_first']:.2f} s for the "
         f"first pass (each poll's whole hour), {figures['minutes_next']:.2f} s for the next minute's. It reads and "
-        "writes them in batches of 1,000 polls (one `MGET`, one grouped count per distinct start, one pipeline); "
-        "asked poll by poll, 3,000 polls took 3.2 s of CPU a pass (2026-12-04, an ad-hoc timing), a fifth of a "
-        "core at one pass every 15 s.",
+        "writes them in batches of 1,000 polls (one `MGET`, one grouped count per distinct start, one pipeline), "
+        "not poll by poll.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,9 +1,9 @@
 """The static files storage of production: whitenoise's compressed manifest, with each URL built once.
 
 `{% static %}` asks the storage for a file's URL on every page (five times on each), and building
-it (clean the name, look up its hashed name in the manifest, quote it, join it to STATIC_URL) cost
-about 0.2 ms of CPU per poll page (docs/scaling.md). The manifest is read once when the process
-starts and never changes while it runs, so neither can a URL built from it.
+it means cleaning the name, looking up its hashed name in the manifest, quoting it and joining it to
+STATIC_URL, each time. The manifest is read once when the process starts and never changes while it
+runs, so neither can a URL built from it.
 """
 
 from whitenoise.storage import CompressedManifestStaticFilesStorage
