@@ -4,7 +4,6 @@ The domain's exceptions (a vote that cannot count, an unknown poll, a rate limit
 status codes here, once, so the views only call services.
 """
 
-
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -12,7 +11,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
 
 from polls import services
-from polls.models import Poll
+from polls.models import Event, Poll
 from polls.ratelimit import RateLimited
 
 VOTER_REQUIRED = (
@@ -64,6 +63,8 @@ def _as_api_exception(exc: Exception) -> Exception:
             return exceptions.ValidationError({"detail": exc.message})
         case Poll.DoesNotExist():
             return exceptions.NotFound("No poll has this id.")
+        case Event.DoesNotExist():
+            return exceptions.NotFound("No event has this id.")
         case RateLimited():
             return TooManyRequests(detail=exc.message, wait=exc.retry_after)
         case RequestDataTooBig():

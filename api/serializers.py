@@ -3,9 +3,13 @@ where text belongs is an error, not silently turned into text."""
 
 from rest_framework import serializers
 
+from polls.events import ACTIONS, WINDOW_MAX_SECONDS, WINDOW_MIN_SECONDS
 from polls.models import (
     CHOICE_MAX_LENGTH,
+    CREATOR_VISIBILITIES,
     DESCRIPTION_MAX_LENGTH,
+    EVENT_MAX_QUESTIONS,
+    EVENT_TITLE_MAX_LENGTH,
     MAX_CHOICES,
     MIN_CHOICES,
     QUESTION_MAX_LENGTH,
@@ -88,7 +92,7 @@ class PollCreateInput(serializers.Serializer):
     )
     opens_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO-8601; default: now.")
     closes_at = serializers.DateTimeField(required=False, allow_null=True, help_text="ISO-8601; default: no deadline.")
-    results_visibility = serializers.ChoiceField(choices=Poll.Visibility.choices, required=False)
+    results_visibility = serializers.ChoiceField(choices=CREATOR_VISIBILITIES, required=False)
     dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices, required=False)
 
 
@@ -98,6 +102,43 @@ class VoteInput(serializers.Serializer):
         child=WholeNumberField(), max_length=MAX_CHOICES, help_text="Ids of the chosen choices of that poll."
     )
     voter = voter_field(required=False)
+
+
+class EventQuestionInput(PollCreateInput):
+    """A question: a poll body as for creating a poll. Its presenter opens, closes and reveals it, so
+    `opens_at`, `closes_at` and `results_visibility` are refused rather than silently ignored."""
+
+    def validate(self, attrs):
+        for field in ("opens_at", "closes_at", "results_visibility"):
+            if attrs.get(field) is not None:
+                raise serializers.ValidationError(
+                    {field: "An event's presenter opens, closes and reveals its questions: leave this out."}
+                )
+        return attrs
+
+
+class EventCreateInput(serializers.Serializer):
+    title = TextField(max_length=EVENT_TITLE_MAX_LENGTH)
+    questions = serializers.ListField(
+        child=EventQuestionInput(),
+        min_length=1,
+        max_length=EVENT_MAX_QUESTIONS,
+        help_text=f"1 to {EVENT_MAX_QUESTIONS} questions, in the order the presenter asks them.",
+    )
+
+
+class EventControlInput(serializers.Serializer):
+    action = serializers.ChoiceField(
+        choices=ACTIONS,
+        help_text="next, previous, goto (with `question`), open (optionally with `seconds`), close, reveal, hide, end.",
+    )
+    question = TextField(max_length=64, required=False, help_text="For goto: the question's id (its slug).")
+    seconds = WholeNumberField(
+        min_value=WINDOW_MIN_SECONDS,
+        max_value=WINDOW_MAX_SECONDS,
+        required=False,
+        help_text="For open: the vote window in seconds; without it the question stays open until closed.",
+    )
 
 
 class ResultsQuery(serializers.Serializer):
@@ -134,7 +175,9 @@ class PollOutput(serializers.Serializer):
     closed = serializers.SerializerMethodField(
         help_text="True when the poll takes no votes now (closed, past its deadline, not open yet)."
     )
-    results_visibility = serializers.ChoiceField(choices=Poll.Visibility.choices)
+    results_visibility = serializers.ChoiceField(
+        choices=Poll.Visibility.choices, help_text="`presenter`: an event's question whose results are not revealed."
+    )
     dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices)
     created_at = serializers.DateTimeField()
 
@@ -170,3 +213,38 @@ class ResultsOutput(serializers.Serializer):
     closed = serializers.BooleanField()
     version = serializers.IntegerField(help_text="Grows with every counted ballot; never goes back.")
     choices = ChoiceResultOutput(many=True)
+
+
+class EventStateOutput(serializers.Serializer):
+    active = serializers.CharField(
+        allow_null=True, help_text="The id of the question on screen; null before the first."
+    )
+    index = serializers.IntegerField(allow_null=True, help_text="Its place in `questions`, from 0.")
+    phase = serializers.ChoiceField(
+        choices=["waiting", "open", "closed"], help_text="waiting: shown, not open; open: taking votes; closed."
+    )
+    closes_at = serializers.DateTimeField(allow_null=True, help_text="When the open window ends, if it has one.")
+    reveal = serializers.BooleanField(help_text="Whether phones and the big screen show the results.")
+    ended = serializers.BooleanField()
+    version = serializers.IntegerField(help_text="Grows with every change of state.")
+
+
+class EventOutput(serializers.Serializer):
+    id = serializers.CharField(source="event.slug", help_text="The event's id (a slug): use it in every other call.")
+    code = serializers.CharField(source="event.code", help_text="6 digits, typed on a phone to join.")
+    title = serializers.CharField(source="event.title")
+    join_url = serializers.CharField(help_text="The phones' page.")
+    live_url = serializers.CharField(help_text="The big screen.")
+    questions = PollOutput(many=True)
+    state = EventStateOutput()
+
+
+class EventCreatedOutput(EventOutput):
+    manage_url = serializers.CharField(
+        help_text="The presenter's console. Its last part is the owner token, for the Authorization header of "
+        "control calls. It is shown only in this answer: keep it."
+    )
+
+
+class EventControlOutput(serializers.Serializer):
+    state = EventStateOutput()

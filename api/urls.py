@@ -22,6 +22,9 @@ urlpatterns = [
     path("polls/<str:id>/", views.PollDetailView.as_view(), name="poll"),
     path("polls/<str:id>/results/", views.PollResultsView.as_view(), name="results"),
     path("votes/", views.VoteCastView.as_view(), name="vote_cast"),
+    path("events/", views.EventCreateView.as_view(), name="event_create"),
+    path("events/<str:id>/", views.EventDetailView.as_view(), name="event"),
+    path("events/<str:id>/control/", views.EventControlView.as_view(), name="event_control"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", ApiDocsView.as_view(), name="docs"),
 ]

@@ -13,8 +13,8 @@ from api import serializers
 from api.errors import VALIDATION_ERROR_SCHEMA, ErrorSerializer, api_exception_handler
 from api.parsers import BoundedJSONParser
 from api.permissions import CROSS_SITE, SameSiteOnly
-from polls import selectors, services, voters
-from polls.models import Poll
+from polls import events, selectors, services, voters
+from polls.models import Event, Poll
 
 
 def _error(description: str, schema=ErrorSerializer) -> OpenApiResponse:
@@ -28,6 +28,8 @@ NOT_FOUND = _error("No poll has this id.")
 TOO_LARGE = _error("The body is larger than 256 KiB.")
 NOT_JSON = _error("The body is not JSON (send Content-Type: application/json).")
 RATE_LIMITED = _error("Too many requests: the Retry-After header says how many seconds to wait.")
+# What a create call may answer besides 201 and 400: the same for polls and events.
+CREATE_REFUSALS = {403: _error(f"Refused: {CROSS_SITE}."), 413: TOO_LARGE, 415: NOT_JSON, 429: RATE_LIMITED}
 POLL_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The poll's id (its slug).")
 
 
@@ -82,10 +84,7 @@ class PollCreateView(ApiView):
         responses={
             201: serializers.PollCreatedOutput,
             400: INVALID,
-            403: _error(f"Refused: {CROSS_SITE}."),
-            413: TOO_LARGE,
-            415: NOT_JSON,
-            429: RATE_LIMITED,
+            **CREATE_REFUSALS,
         },
     )
     def post(self, request: Request) -> Response:
@@ -180,3 +179,123 @@ class PollResultsView(ApiView):
             "choices": [{"id": c.id, "text": c.text, "votes": c.votes} for c in results.choices],
         }
         return Response(body)  # JSON-ready; ResultsOutput documents it (see VoteCastView)
+
+
+# --- Events ------------------------------------------------------------------------------------
+
+EVENT_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The event's id (its slug).")
+EVENT_NOT_FOUND = _error("No event has this id.")
+OWNER_TOKEN = [{"ownerToken": []}]
+
+
+def _event_body(request: Request, event: Event, **extra) -> dict:
+    display = events.event_display(event=event)
+    return {
+        "event": event,
+        "join_url": request.build_absolute_uri(reverse("web:event_phone", args=[event.code])),
+        "live_url": request.build_absolute_uri(reverse("web:event_live", args=[event.code])),
+        "questions": events.event_questions(event=event),
+        "state": display.state.as_dict(),
+        **extra,
+    }
+
+
+class _CreatedEventLinks(AutoSchema):
+    """Links from a created event to the calls that take its id (as `_CreatedPollLinks` for polls)."""
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        by_id = {"id": "$response.body#/id"}
+        operation["responses"]["201"]["links"] = {
+            "ReadEvent": {"operationId": "event_get", "parameters": by_id},
+            "ControlEvent": {"operationId": "event_control", "parameters": by_id},
+            "VoteOnFirstQuestion": {
+                "operationId": "vote_cast",
+                "requestBody": {
+                    "poll": "$response.body#/questions/0/id",
+                    "choices": ["$response.body#/questions/0/choices/0/id"],
+                },
+                "description": "Refused with 403 until the presenter opens the question.",
+            },
+        }
+        return operation
+
+
+class EventCreateView(ApiView):
+    permission_classes = [SameSiteOnly]
+
+    schema = _CreatedEventLinks()
+
+    @extend_schema(
+        operation_id="event_create",
+        summary="Create an event",
+        description="An event is a sequence of questions behind one join code, run by its presenter.",
+        request=serializers.EventCreateInput,
+        responses={
+            201: serializers.EventCreatedOutput,
+            400: INVALID,
+            **CREATE_REFUSALS,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        fields = _validated(serializers.EventCreateInput, request.data)
+        questions = [
+            events.QuestionInput(**{name: value for name, value in question.items() if value is not None})
+            for question in fields["questions"]
+        ]
+        event, _, token = events.event_create(
+            title=fields["title"], questions=questions, ip_address=voters.client_address(request.META)
+        )
+        manage_url = request.build_absolute_uri(reverse("web:event_manage", args=[event.code, token]))
+        body = serializers.EventCreatedOutput(
+            _event_body(request, event, manage_url=manage_url), context={"request": request}
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class EventDetailView(ApiView):
+    @extend_schema(
+        operation_id="event_get",
+        summary="Read an event and its state",
+        parameters=[EVENT_ID],
+        responses={200: serializers.EventOutput, 404: EVENT_NOT_FOUND},
+    )
+    def get(self, request: Request, id: str) -> Response:
+        event = events.event_get(slug=id)  # Event.DoesNotExist is a 404 (api.errors)
+        return Response(serializers.EventOutput(_event_body(request, event), context={"request": request}).data)
+
+
+class EventControlView(ApiView):
+    @extend_schema(
+        operation_id="event_control",
+        summary="Run an event: next, previous, go to, open, close, reveal, hide, end",
+        description=(
+            "Send the owner token, the last part of the `manage_url` the event was created with, as "
+            "`Authorization: Bearer <token>`."
+        ),
+        parameters=[EVENT_ID],
+        request=serializers.EventControlInput,
+        auth=OWNER_TOKEN,
+        responses={
+            200: serializers.EventControlOutput,
+            400: INVALID,
+            403: _error("Without the event's owner token."),
+            404: EVENT_NOT_FOUND,
+            413: TOO_LARGE,
+            415: NOT_JSON,
+        },
+    )
+    def post(self, request: Request, id: str) -> Response:
+        event = events.event_get(slug=id)
+        if not event.owner_token_matches(_bearer_token(request)):
+            raise exceptions.PermissionDenied("Send the event's owner token as 'Authorization: Bearer <token>'.")
+        fields = _validated(serializers.EventControlInput, request.data)
+        event = events.event_control(
+            event=event, action=fields["action"], question=fields.get("question"), seconds=fields.get("seconds")
+        )
+        return Response({"state": events.event_state(event=event).as_dict()})
+
+
+def _bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""

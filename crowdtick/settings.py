@@ -246,12 +246,19 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CrowdTick API",
-    "DESCRIPTION": "Create polls, cast votes and read results.",
+    "DESCRIPTION": "Create polls, cast votes and read results; create and run events (sequences of questions).",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The poll's visibilities, and the subset its creator may pick (events set `presenter`).
+    "ENUM_NAME_OVERRIDES": {
+        "ResultsVisibilityEnum": "polls.models.Poll.Visibility",
+        "CreatorResultsVisibilityEnum": "polls.models.CREATOR_VISIBILITIES",
+    },
+    # An event's control calls carry its owner token (api.views.EventControlView).
+    "APPEND_COMPONENTS": {"securitySchemes": {"ownerToken": {"type": "http", "scheme": "bearer"}}},
 }
 
 # --- Misc --------------------------------------------------------------------------------

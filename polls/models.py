@@ -52,6 +52,9 @@ class Poll(models.Model):
         ALWAYS = "always", "Always"
         AFTER_VOTE = "after_vote", "After voting"
         AFTER_CLOSE = "after_close", "After the poll closes"
+        # An event's questions only (polls/events.py): shown when the presenter reveals them,
+        # which sets ALWAYS; hiding them again sets this back.
+        PRESENTER = "presenter", "When the presenter reveals them"
 
     class Dedupe(models.TextChoices):
         BROWSER = "browser", "One vote per browser"
@@ -75,6 +78,10 @@ class Poll(models.Model):
     # Set when the archiving task closed it for want of activity (services.polls_archive_idle).
     archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # Set for an event's questions: the event's presenter opens and closes them (polls/events.py).
+    event = models.ForeignKey("Event", null=True, blank=True, on_delete=models.CASCADE, related_name="questions")
+    event_position = models.PositiveSmallIntegerField(null=True, blank=True)
+
     objects = PollQuerySet.as_manager()
 
     class Meta:
@@ -86,6 +93,13 @@ class Poll(models.Model):
             # The archiving task takes the polls not archived whose known activity is oldest.
             models.Index(
                 fields=["active_at"], name="poll_unarchived_active_idx", condition=models.Q(archived_at__isnull=True)
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "event_position"],
+                name="poll_unique_event_position",
+                condition=models.Q(event__isnull=False),
             ),
         ]
 
@@ -114,6 +128,73 @@ class Poll(models.Model):
     def owner_token_matches(self, token: str) -> bool:
         # Constant-time, so the comparison leaks nothing about how much of a guess was right.
         return hmac.compare_digest(self.owner_token_hash, hash_owner_token(token))
+
+
+# The join code: 6 digits, typed on a phone from the big screen. Unique among events not ended, so
+# a million codes serve far more events than run at once; an ended event gives its code back.
+EVENT_CODE_DIGITS = 6
+EVENT_TITLE_MAX_LENGTH = 200
+EVENT_MAX_QUESTIONS = 50
+
+
+def new_event_code() -> str:
+    return f"{secrets.randbelow(10**EVENT_CODE_DIGITS):0{EVENT_CODE_DIGITS}d}"
+
+
+class Event(models.Model):
+    """A presenter's sequence of questions (polls) behind one join code.
+
+    The state is what every screen shows: the active question, its phase and vote window, and
+    whether its results are revealed. `version` grows with every change of it, so screens can tell
+    a newer state from an older one.
+    """
+
+    class Phase(models.TextChoices):
+        WAITING = "waiting", "Waiting"  # shown, not open yet
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    slug = models.CharField(max_length=16, unique=True, default=new_slug, editable=False)
+    code = models.CharField(max_length=EVENT_CODE_DIGITS, default=new_event_code, editable=False)
+    title = models.CharField(max_length=EVENT_TITLE_MAX_LENGTH)
+    question_count = models.PositiveSmallIntegerField(default=0, editable=False)  # fixed at creation
+    owner_token_hash = models.CharField(max_length=64, editable=False)
+    active = models.ForeignKey(Poll, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    phase = models.CharField(max_length=8, choices=Phase, default=Phase.WAITING)
+    closes_at = models.DateTimeField(null=True, blank=True)
+    reveal = models.BooleanField(default=False)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["code"], name="event_unique_live_code", condition=models.Q(ended_at=None)),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def group_name(self) -> str:
+        return f"event.{self.slug}"
+
+    def phase_at(self, now: datetime | None = None) -> str:
+        """The phase as screens show it: an open question whose window ran out is closed."""
+        if self.ended_at is not None:
+            return self.Phase.CLOSED
+        if self.phase == self.Phase.OPEN and self.closes_at and (now or timezone.now()) >= self.closes_at:
+            return self.Phase.CLOSED
+        return self.phase
+
+    def owner_token_matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.owner_token_hash, hash_owner_token(token))
+
+
+# The visibilities a poll's creator picks from; `presenter` is set by events on their questions only.
+CREATOR_VISIBILITIES = [
+    (value, label) for value, label in Poll.Visibility.choices if value != Poll.Visibility.PRESENTER
+]
 
 
 class Choice(models.Model):

@@ -266,9 +266,11 @@ def poll_results_for_viewer(
 
 def results_visible(*, poll: Poll, has_voted: bool, is_owner: bool = False) -> bool:
     """Whether results may be shown: the owner always; others as the poll's visibility says, and
-    everyone once the poll is closed."""
+    everyone once the poll is closed; an event's question only once its presenter reveals them."""
     if is_owner or poll.results_visibility == Poll.Visibility.ALWAYS:
         return True
+    if poll.results_visibility == Poll.Visibility.PRESENTER:
+        return False  # an event's question, until its presenter reveals the results (polls.events)
     if not poll.is_open():
         return True
     return poll.results_visibility == Poll.Visibility.AFTER_VOTE and has_voted
@@ -283,6 +285,8 @@ def voting_reveals_results(*, poll: Poll) -> bool:
 def results_hidden_reason(*, poll: Poll) -> str:
     if poll.results_visibility == Poll.Visibility.AFTER_VOTE:
         return "Results appear here once you have voted."
+    if poll.results_visibility == Poll.Visibility.PRESENTER:
+        return "Results appear when the presenter shows them."
     return "Results will be shown when the poll closes."
 
 

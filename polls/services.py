@@ -89,6 +89,10 @@ class PollNotOpenYet(PollClosed):
     message = "This poll is not open yet."
 
 
+class QuestionNotOpen(PollClosed):
+    message = "This question is not open: the presenter opens it for votes."
+
+
 class InvalidChoices(VoteRejected):
     message = "Pick one of the poll's choices."
 
@@ -132,6 +136,46 @@ def poll_create(
     be shown the owner link now or never. Raises `RateLimited` once the creator's address made
     its share of polls (a valid poll only counts: a form sent back with an error does not).
     """
+    owner_token = secrets.token_urlsafe(32)
+    draft = poll_draft(
+        question=question,
+        choices=choices,
+        description=description,
+        max_choices=max_choices,
+        opens_at=opens_at,
+        closes_at=closes_at,
+        results_visibility=results_visibility,
+        dedupe=dedupe,
+        owner_token_hash=hash_owner_token(owner_token),
+    )
+    rate_limit_check(action="create", ip_address=ip_address)
+    with transaction.atomic():
+        poll = poll_draft_save(draft)
+    return poll, owner_token
+
+
+@dataclass(frozen=True)
+class PollDraft:
+    """A poll checked and ready to save, with its choices' texts."""
+
+    poll: Poll
+    choice_texts: list[str]
+
+
+def poll_draft(
+    *,
+    question: str,
+    choices: Sequence[str],
+    description: str = "",
+    max_choices: int = 1,
+    opens_at: datetime | None = None,
+    closes_at: datetime | None = None,
+    results_visibility: str = Poll.Visibility.ALWAYS,
+    dedupe: str = Poll.Dedupe.BROWSER,
+    owner_token_hash: str,
+) -> PollDraft:
+    """Checks a new poll (raises `ValidationError` per field) without saving it: `poll_create` and
+    `polls.events.event_create` save what it returns."""
     texts = [text.strip() for text in choices if text and text.strip()]
     _validate_choices(texts, max_choices=max_choices)
     now = timezone.now()
@@ -139,9 +183,6 @@ def poll_create(
         raise ValidationError({"closes_at": "The deadline must be in the future."})
     if opens_at is not None and closes_at is not None and opens_at >= closes_at:
         raise ValidationError({"opens_at": "The poll must open before it closes."})
-    rate_limit_check(action="create", ip_address=ip_address)
-
-    owner_token = secrets.token_urlsafe(32)
     poll = Poll(
         question=(question or "").strip(),
         description=(description or "").strip(),
@@ -150,14 +191,22 @@ def poll_create(
         closes_at=closes_at,
         results_visibility=results_visibility,
         dedupe=dedupe,
-        owner_token_hash=hash_owner_token(owner_token),
+        owner_token_hash=owner_token_hash,
     )
-    poll.full_clean(exclude=["slug"])
-    with transaction.atomic():
-        poll.save()
-        choices = Choice.objects.bulk_create(Choice(poll=poll, text=text, position=i) for i, text in enumerate(texts))
-        transaction.on_commit(lambda: _poll_created(with_choices(poll, choices)))
-    return poll, owner_token
+    poll.full_clean(exclude=["slug", "event"])
+    return PollDraft(poll=poll, choice_texts=texts)
+
+
+def poll_draft_save(draft: PollDraft) -> Poll:
+    """Saves a checked poll and its choices; runs inside the caller's transaction. Once it commits, the
+    poll's copy and empty tally go to Redis, so its first voters and readers never reach the database."""
+    poll = draft.poll
+    poll.save()
+    choices = Choice.objects.bulk_create(
+        Choice(poll=poll, text=text, position=i) for i, text in enumerate(draft.choice_texts)
+    )
+    transaction.on_commit(lambda: _poll_created(with_choices(poll, choices)))
+    return poll
 
 
 def _poll_created(poll: Poll) -> None:
@@ -201,6 +250,8 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
     rate_limit_check(action="vote", ip_address=ip_address, voter_key=voter_key)
     now = timezone.now()
     if not poll.is_open(now):
+        if poll.event_id is not None:
+            raise QuestionNotOpen()  # its presenter's phase and window are the poll's own fields (polls.events)
         raise PollNotOpenYet() if poll.opens_at and now < poll.opens_at and not poll.closed else PollClosed()
     chosen = _chosen_choices(poll, choice_ids)
 
@@ -252,7 +303,15 @@ def client_address_hash(*, poll: Poll, ip_address: str | None) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _not_an_event_question(poll: Poll) -> None:
+    """An event's question opens, closes, shows results and goes with its event (polls.events): its
+    own owner page may not change what the presenter set."""
+    if poll.event_id is not None:
+        raise ValidationError("This question belongs to an event: its presenter opens and closes it from the console.")
+
+
 def poll_close(*, poll: Poll) -> Poll:
+    _not_an_event_question(poll)
     poll.closed = True
     poll.active_at = timezone.now()
     poll.save(update_fields=["closed", "active_at"])
@@ -263,6 +322,7 @@ def poll_close(*, poll: Poll) -> Poll:
 def poll_reopen(*, poll: Poll) -> Poll:
     """Takes votes again; a deadline already passed is cleared, or reopening would do nothing. An
     archived poll is brought back: its tally is rebuilt from the record on the next read or vote."""
+    _not_an_event_question(poll)
     poll.closed = False
     poll.active_at = timezone.now()
     poll.archived_at = None
@@ -275,6 +335,7 @@ def poll_reopen(*, poll: Poll) -> Poll:
 
 def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visibility: str) -> Poll:
     """Sets or clears the deadline and changes who may see results."""
+    _not_an_event_question(poll)
     if closes_at is not None and closes_at <= timezone.now():
         raise ValidationError({"closes_at": "The deadline must be in the future."})
     poll.closes_at = closes_at
@@ -288,6 +349,7 @@ def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visi
 
 def poll_delete(*, poll: Poll) -> None:
     """Deletes the poll with its choices and ballots, for good (its CSV export file too)."""
+    _not_an_event_question(poll)
     poll_export_path(poll=poll).unlink(missing_ok=True)
     poll_export_release(poll=poll)
     poll_id = poll.id

@@ -24,9 +24,10 @@ from datetime import datetime
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from polls import selectors
+from polls import events, selectors
 from polls.tallies.changes import tally_mark_changed, tally_pop_changed
-from realtime.live import Audience, LiveView, audience_group, live_views
+from realtime.event_live import EventView, event_group, event_views
+from realtime.live import LiveView, audience_group, live_views
 from realtime.presence import presence_watched_poll_ids
 
 logger = logging.getLogger(__name__)
@@ -41,20 +42,22 @@ REMEMBERED_BYTES = 32 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Push:
-    poll_id: int
-    audience: Audience
+    poll_id: int  # the poll whose change it shows: marked changed again if the send fails
+    key: tuple  # what `_sent` remembers it by: (poll id, audience) or ("event", event id, screen)
     group: str
-    view: LiveView
+    view: LiveView | EventView
 
     @property
     def message(self) -> dict:
+        if isinstance(self.view, EventView):
+            return self.view.message
         return {"type": "results.push", "html": self.view.html, "version": self.view.version}
 
 
 class Broadcaster:
     def __init__(self, channel_layer) -> None:
         self.channel_layer = channel_layer
-        self._sent: OrderedDict[tuple[int, Audience], LiveView] = OrderedDict()
+        self._sent: OrderedDict[tuple, LiveView | EventView] = OrderedDict()
         self._sent_bytes = 0
         self._deadlines_checked_at: datetime = timezone.now()
         self._deadlines_checked_monotonic = time.monotonic()
@@ -77,7 +80,7 @@ class Broadcaster:
                 await self.channel_layer.group_send(push.group, push.message)
             except Exception:
                 # Not sent: forget it so it is not taken for a duplicate, and ask for another try.
-                self._remember((push.poll_id, push.audience), None)
+                self._remember(push.key, None)
                 await database_sync_to_async(tally_mark_changed)(poll_id=push.poll_id)
                 raise
         return len(pushes)
@@ -96,22 +99,38 @@ class Broadcaster:
         pushes = []
         for poll in polls:
             for audience, view in live_views(poll=poll, results=results[poll.id]).items():
-                if self._is_news(poll.id, audience, view):
-                    pushes.append(Push(poll.id, audience, audience_group(poll, audience), view))
+                key = (poll.id, audience)
+                if self._is_news(key, view):
+                    pushes.append(Push(poll.id, key, audience_group(poll, audience), view))
+        return pushes + self._event_pushes(polls, results)
+
+    def _event_pushes(self, polls: list, results: dict[int, selectors.PollResults]) -> list[Push]:
+        """Each event whose question on screen changed (a vote, the presenter, its window ending): its
+        screens' regions. The presenter's changes mark that question changed (polls.events)."""
+        questions = {poll.id: poll for poll in polls if poll.event_id is not None}
+        if not questions:
+            return []
+        pushes = []
+        for event in events.events_showing(poll_ids=questions.keys()):
+            question = questions[event.active_id]
+            display = events.event_display(event=event, question=question, results=results[question.id])
+            for screen, view in event_views(display).items():
+                key = ("event", event.id, screen)
+                if self._is_news(key, view):
+                    pushes.append(Push(question.id, key, event_group(event, screen), view))
         return pushes
 
-    def _is_news(self, poll_id: int, audience: Audience, view: LiveView) -> bool:
-        key = (poll_id, audience)
+    def _is_news(self, key: tuple, view: LiveView | EventView) -> bool:
         last = self._sent.get(key)
         if last == view:
             return False  # e.g. the hidden notice again: no push, which also hides when votes come in
         if last is not None and last.version is not None and view.version is not None and view.version < last.version:
-            logger.info("Poll %s: version %s is behind %s (sent); held back", poll_id, view.version, last.version)
+            logger.info("%s: version %s is behind %s (sent); held back", key, view.version, last.version)
             return False
         self._remember(key, view)
         return True
 
-    def _remember(self, key: tuple[int, Audience], view: LiveView | None) -> None:
+    def _remember(self, key: tuple, view: LiveView | EventView | None) -> None:
         """Keeps `view` as the last one sent for `key` (None forgets it), within REMEMBERED_BYTES."""
         previous = self._sent.pop(key, None)
         if previous is not None:

@@ -6,10 +6,12 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from polls.models import Poll
+from polls import events
+from polls.models import Event, Poll
+from realtime.event_live import EventScreen, event_group, event_view, phone_html
 from realtime.hub import hub
 from realtime.live import audience_group, live_view
-from realtime.presence import presence_leave, presence_watch
+from realtime.presence import presence_leave, presence_leave_event, presence_watch, presence_watch_event
 from realtime.sockets import client_network, open_sockets
 from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
 
@@ -57,12 +59,8 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
     network: str | None = None  # counted in `open_sockets` while this socket is open
 
     async def connect(self):
-        network = client_network(self.scope)
-        if network is not None:
-            if not open_sockets.take(network):
-                await self.close()  # refused at the handshake (403): this network holds enough sockets here
-                return
-            self.network = network
+        if not await self._take_a_socket():
+            return
         kwargs = self.scope["url_route"]["kwargs"]
         try:
             poll, audience = await database_sync_to_async(viewer_poll_and_audience)(
@@ -82,12 +80,26 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         snapshot = await database_sync_to_async(live_view)(poll=poll, audience=audience)
         self.push(snapshot.html, snapshot.version)
 
-    async def disconnect(self, code):
+    async def _take_a_socket(self) -> bool:
+        """Counts this socket against its network's share here; False once refused (403 at the handshake)."""
+        network = client_network(self.scope)
+        if network is not None:
+            if not open_sockets.take(network):
+                await self.close()  # this network holds enough sockets here
+                return False
+            self.network = network
+        return True
+
+    async def _leave(self) -> None:
+        """Gives back the socket's share and leaves the group: every consumer's first steps on disconnect."""
         if self.network is not None:
             open_sockets.give_back(self.network)
             self.network = None
         if self.group_name:
             await hub().leave(self.group_name, self)
+
+    async def disconnect(self, code):
+        await self._leave()
         if self.poll_id is not None:
             await presence_leave(poll_id=self.poll_id)
 
@@ -96,6 +108,10 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
         if size > MAX_INCOMING_BYTES:
             await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+
+    def take(self, message: dict) -> None:
+        """A push from the hub (realtime.hub)."""
+        self.push(message["html"], message.get("version"))
 
     def push(self, html: str, version: int | None) -> None:
         """Sends `html` unless older than what this viewer has, or the very fragment it was handed last (a
@@ -128,3 +144,61 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
             logger.debug("Push not sent: %r", error)
         finally:
             self._sending = None
+
+
+class EventConsumer(PollResultsConsumer):
+    """One screen of an event: a phone (`/ws/events/<code>/`), the big screen (`…/live/`) or the
+    presenter's console (`…/manage/<token>/`). Sends the screen's region on connect, then every push.
+
+    A phone is sent the fragment for phones that answered the active question or for those that did
+    not, by what this browser had answered when it connected (`picks`): its vote's answer replaces
+    the region, and with it this socket, so a new one learns the new pick.
+    """
+
+    screen = EventScreen.PHONE
+    event_id: int | None = None
+    question_ids: list[int] | None = None
+    picks: dict[int, int] | None = None
+
+    async def connect(self):
+        if not await self._take_a_socket():
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        self.screen = EventScreen(kwargs.get("screen", EventScreen.PHONE))
+        try:
+            event, question_ids, picks = await database_sync_to_async(self._event)(kwargs["code"], kwargs.get("token"))
+        except Event.DoesNotExist:
+            await self.accept()
+            await self.close(code=CLOSE_POLL_NOT_FOUND)
+            return
+        await self.accept()
+        self.picks = picks
+        self.group_name = event_group(event, self.screen)
+        await hub().join(self.group_name, self)
+        await presence_watch_event(event_id=event.id, poll_ids=question_ids, phone=self.screen is EventScreen.PHONE)
+        self.event_id, self.question_ids = event.id, question_ids
+        snapshot = await database_sync_to_async(lambda: event_view(events.event_display(event=event), self.screen))()
+        self.take(snapshot.message)
+
+    def _event(self, code: str, token: str | None) -> tuple[Event, list[int], dict[int, int]]:
+        if self.screen is EventScreen.PRESENTER:
+            event = events.event_get_for_owner(code=code, token=token or "")
+        else:
+            event = events.event_get_by_code(code=code)
+        question_ids = list(event.questions.values_list("id", flat=True))
+        picks = {}
+        if self.screen is EventScreen.PHONE:
+            picks = events.event_voter_picks(event=event, voter_key=voter_key_from_scope(self.scope))
+        return event, question_ids, picks
+
+    async def disconnect(self, code):
+        await self._leave()
+        if self.event_id is not None:
+            await presence_leave_event(
+                event_id=self.event_id, poll_ids=self.question_ids or [], phone=self.screen is EventScreen.PHONE
+            )
+            self.event_id = None
+
+    def take(self, message: dict) -> None:
+        html = phone_html(message, self.picks or {}) if self.screen is EventScreen.PHONE else message["html"]
+        self.push(html, message.get("version"))

@@ -33,8 +33,8 @@ RETRY_SECONDS = 1.0  # after a failed receive (e.g. Redis restarting), so the re
 
 
 class Viewer(Protocol):
-    def push(self, html: str, version: int | None) -> None:
-        """Sends the fragment on (or drops it); must not block, as every viewer of the group waits behind it."""
+    def take(self, message: dict) -> None:
+        """Sends the push's fragment on (or drops it); must not block, as every viewer of the group waits behind it."""
 
     def gone(self) -> None:
         """Its poll was deleted: closes the socket; must not block either."""
@@ -129,7 +129,7 @@ class Hub:
                     if message.get("type") == POLL_GONE:
                         viewer.gone()
                     else:
-                        viewer.push(message["html"], message.get("version"))
+                        viewer.take(message)
                 except Exception:
                     logger.exception("Hub: a viewer failed to take a push")
             await asyncio.sleep(len(viewers) / settings.LIVE_SENDS_PER_SECOND)

@@ -21,10 +21,11 @@ import socket
 import time
 import uuid
 import weakref
-from collections import Counter
 
 import redis
 
+from polls.presence import PROCESSES_KEY, local_counts, phones_field
+from polls.presence import presence_watched_poll_ids as presence_watched_poll_ids
 from polls.redis_client import get_redis
 from polls.tallies.changes import tally_mark_changed
 
@@ -32,9 +33,8 @@ logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 TTL_SECONDS = 3 * REFRESH_SECONDS  # two refreshes may be missed (a busy loop, a Redis hiccup)
-PROCESSES_KEY = "presence:processes"
 
-_counts: Counter[int] = Counter()  # this process's viewers per poll id
+_counts = local_counts  # this process's viewers per poll id, and phones per event (polls.presence)
 _process_key = f"presence:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 # One refresher per event loop: tasks belong to a loop (tests run one loop per test).
 _refreshers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
@@ -48,6 +48,32 @@ async def presence_watch(*, poll_id: int) -> None:
         await asyncio.to_thread(_publish_first_viewer, poll_id)
 
 
+async def presence_watch_event(*, event_id: int, poll_ids: list[int], phone: bool) -> None:
+    """Counts one more screen of an event: a viewer of each of its questions (the broadcaster then pushes
+    the event when one changes) and, for a phone, one more phone. Published in one round trip if any
+    question is new here; the phone count with the next refresh."""
+    firsts = []
+    for poll_id in poll_ids:
+        _counts[poll_id] += 1
+        if _counts[poll_id] == 1:
+            firsts.append(poll_id)
+    if phone:
+        _counts[phones_field(event_id)] += 1
+    _keep_refreshing()
+    if firsts:
+        await asyncio.to_thread(_publish_first_viewers, firsts)
+
+
+async def presence_leave_event(*, event_id: int, poll_ids: list[int], phone: bool) -> None:
+    if phone:
+        field = phones_field(event_id)
+        _counts[field] -= 1
+        if _counts[field] <= 0:
+            del _counts[field]
+    for poll_id in poll_ids:
+        await presence_leave(poll_id=poll_id)
+
+
 async def presence_leave(*, poll_id: int) -> None:
     """Counts one viewer fewer; the last one's leaving is published at once."""
     _counts[poll_id] -= 1
@@ -56,33 +82,17 @@ async def presence_leave(*, poll_id: int) -> None:
         await asyncio.to_thread(_publish, lambda client: client.hdel(_process_key, poll_id))
 
 
-def presence_watched_poll_ids() -> dict[int, int]:
-    """Every watched poll with its viewers, over all processes (for the broadcaster)."""
-    client = get_redis()
-    if client is None:
-        return dict(_counts)
-    now = time.time()
-    pipeline = client.pipeline(transaction=False)
-    pipeline.zremrangebyscore(PROCESSES_KEY, "-inf", now)
-    pipeline.zrange(PROCESSES_KEY, 0, -1)
-    _, process_keys = pipeline.execute()
-    if not process_keys:
-        return {}
-    pipeline = client.pipeline(transaction=False)
-    for key in process_keys:
-        pipeline.hgetall(key)
-    watched: Counter[int] = Counter()
-    for counts in pipeline.execute():
-        watched.update({int(poll_id): int(viewers) for poll_id, viewers in counts.items()})
-    return {poll_id: viewers for poll_id, viewers in watched.items() if viewers > 0}
-
-
 def _publish_first_viewer(poll_id: int) -> None:
-    _publish(lambda client: _write_counts(client, {poll_id: _counts.get(poll_id, 1)}))
-    tally_mark_changed(poll_id=poll_id)
+    _publish_first_viewers([poll_id])
 
 
-def _write_counts(client: redis.Redis, counts: dict[int, int], *, replace: bool = False) -> None:
+def _publish_first_viewers(poll_ids: list[int]) -> None:
+    _publish(lambda client: _write_counts(client, {poll_id: _counts.get(poll_id, 1) for poll_id in poll_ids}))
+    for poll_id in poll_ids:
+        tally_mark_changed(poll_id=poll_id)
+
+
+def _write_counts(client: redis.Redis, counts: dict[int | str, int], *, replace: bool = False) -> None:
     pipeline = client.pipeline(transaction=True)
     if replace:
         pipeline.delete(_process_key)

@@ -1,5 +1,6 @@
 """HTML forms: they parse what a browser sends; the rules themselves live in polls.services."""
 
+import re
 import zoneinfo
 from datetime import UTC
 
@@ -7,7 +8,17 @@ from django import forms
 from django.utils import timezone
 
 from polls.ballot_audit import minute_from_number
-from polls.models import CHOICE_MAX_LENGTH, DESCRIPTION_MAX_LENGTH, MAX_CHOICES, QUESTION_MAX_LENGTH, Poll
+from polls.events import WINDOW_MAX_SECONDS, WINDOW_MIN_SECONDS, QuestionInput
+from polls.models import (
+    CHOICE_MAX_LENGTH,
+    CREATOR_VISIBILITIES,
+    DESCRIPTION_MAX_LENGTH,
+    EVENT_TITLE_MAX_LENGTH,
+    MAX_CHOICES,
+    MIN_CHOICES,
+    QUESTION_MAX_LENGTH,
+    Poll,
+)
 
 INITIAL_CHOICE_ROWS = 3
 
@@ -53,7 +64,7 @@ class ChoiceRowsField(forms.Field):
 def results_visibility_field(**kwargs) -> forms.ChoiceField:
     """Who sees results: the same radio group on the create form and the owner's settings."""
     return forms.ChoiceField(
-        choices=Poll.Visibility, label="Who sees results", template_name="forms/radio_fieldset.html", **kwargs
+        choices=CREATOR_VISIBILITIES, label="Who sees results", template_name="forms/radio_fieldset.html", **kwargs
     )
 
 
@@ -156,3 +167,38 @@ class VoidBurstForm(forms.Form):
 
     def clean_minute(self):
         return minute_from_number(self.cleaned_data["minute"])
+
+
+class EventCreateForm(forms.Form):
+    """An event typed as plain text: one block per question, its first line the question and each next
+    line a choice, blocks separated by a blank line. No JavaScript needed to add questions or choices."""
+
+    title = forms.CharField(max_length=EVENT_TITLE_MAX_LENGTH, label="Event title")
+    questions = forms.CharField(
+        label="Questions",
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "true"}),
+        help_text=(
+            "First line: the question. Next lines: its choices, one per line. A blank line starts the next question."
+        ),
+    )
+
+    def clean_questions(self) -> list[QuestionInput]:
+        text = self.cleaned_data["questions"].replace("\r\n", "\n")
+        blocks = [block for block in re.split(r"\n\s*\n", text) if block.strip()]
+        questions = []
+        for number, block in enumerate(blocks, start=1):
+            lines = [line.strip() for line in block.split("\n") if line.strip()]
+            if len(lines) < 1 + MIN_CHOICES:
+                raise forms.ValidationError(
+                    f"Question {number} needs at least {MIN_CHOICES} choices, each on its own line under it."
+                )
+            questions.append(QuestionInput(question=lines[0], choices=lines[1:]))
+        return questions
+
+
+class EventControlForm(forms.Form):
+    """One presenter action, as the console's buttons post it; the rules are `polls.events`'."""
+
+    action = forms.CharField(max_length=16)
+    seconds = forms.IntegerField(required=False, min_value=WINDOW_MIN_SECONDS, max_value=WINDOW_MAX_SECONDS)
+    question = forms.CharField(required=False, max_length=16)

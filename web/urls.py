@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import views
+from web import events, views
 
 app_name = "web"
 
@@ -23,6 +23,15 @@ urlpatterns = [
     path("p/<str:slug>/manage/<str:token>/void/", views.manage_void, name="manage_void"),
     path("p/<str:slug>/manage/<str:token>/export/", views.manage_export_prepare, name="manage_export_prepare"),
     path("p/<str:slug>/manage/<str:token>/export/file/", views.manage_export_file, name="manage_export_file"),
+    path("events/new/", events.event_create, name="event_create"),
+    path("join/", events.join, name="join"),
+    path("e/<str:code>/", events.event_phone, name="event_phone"),
+    path("e/<str:code>/vote/", events.event_vote, name="event_vote"),
+    path("e/<str:code>/live/", events.event_live, name="event_live"),
+    path("e/<str:code>/qr.svg", events.event_qr, name="event_qr"),
+    path("e/<str:code>/manage/<str:token>/", events.event_manage, name="event_manage"),
+    path("e/<str:code>/manage/<str:token>/control/", events.event_control, name="event_control"),
+    path("e/<str:code>/manage/<str:token>/phones/", events.event_phones, name="event_phones"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
 ]

@@ -26,7 +26,7 @@ from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSett
 from web.voter import remember_voter, voter_key_for
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
-_VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
+VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
 
 
 def _poll_or_404(slug: str) -> Poll:
@@ -120,10 +120,10 @@ def poll_create(request: HttpRequest) -> HttpResponse:
             return redirect(url)
     rows = rows if len(rows) >= 2 else rows + [""] * (2 - len(rows))
     response = TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows}, status=status)
-    return _with_retry_after(response, retry_after)
+    return with_retry_after(response, retry_after)
 
 
-def _with_retry_after(response: HttpResponse, seconds: int | None) -> HttpResponse:
+def with_retry_after(response: HttpResponse, seconds: int | None) -> HttpResponse:
     # A 429 says when to come back, for people (the message) and programs (the header).
     if seconds:
         response["Retry-After"] = str(seconds)
@@ -153,7 +153,7 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
             )
         except (services.VoteRejected, RateLimited) as rejection:
             form.add_error(None, rejection.message)
-            status = next((code for kind, code in _VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+            status = next((code for kind, code in VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
             retry_after = getattr(rejection, "retry_after", None)
         else:
             if not request.htmx:
@@ -163,7 +163,7 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
     context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form}
     template = "poll.html#poll-body" if request.htmx else "poll.html"
     response = TemplateResponse(request, template, context, status=status)
-    return remember_voter(request, _with_retry_after(response, retry_after))
+    return remember_voter(request, with_retry_after(response, retry_after))
 
 
 @require_safe
@@ -219,7 +219,9 @@ def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
     )
 
 
-def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: PollSettingsForm, status: int = 200):
+def _manage_page(
+    request: HttpRequest, poll: Poll, token: str, settings_form: PollSettingsForm, status: int = 200, **extra
+):
     activity = selectors.poll_owner_activity(poll=poll)
     context = _results_context(request, poll, is_owner=True) | {
         "token": token,
@@ -231,6 +233,7 @@ def _manage_page(request: HttpRequest, poll: Poll, token: str, settings_form: Po
         "audit": activity.audit,
         "voided": _voided_count(request),
         "export_inline": selectors.poll_export_inline(poll=poll),
+        **extra,
     }
     if not context["export_inline"]:
         context["export"] = selectors.poll_export_status(poll=poll)
@@ -276,13 +279,21 @@ def manage_void(request: HttpRequest, slug: str, token: str) -> HttpResponse:
 
 @require_POST
 def manage_close(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    services.poll_close(poll=_owned_poll_or_404(slug, token))
-    return redirect("web:manage", slug=slug, token=token)
+    return _owner_action(request, slug, token, services.poll_close)
 
 
 @require_POST
 def manage_reopen(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    services.poll_reopen(poll=_owned_poll_or_404(slug, token))
+    return _owner_action(request, slug, token, services.poll_reopen)
+
+
+def _owner_action(request: HttpRequest, slug: str, token: str, action) -> HttpResponse:
+    poll = _owned_poll_or_404(slug, token)
+    try:
+        action(poll=poll)
+    except ValidationError as error:  # an event's question: its presenter decides
+        form = PollSettingsForm(initial={"closes_at": poll.closes_at, "results_visibility": poll.results_visibility})
+        return _manage_page(request, poll, token, form, status=400, owner_error=error.messages[0])
     return redirect("web:manage", slug=slug, token=token)
 
 
@@ -310,7 +321,11 @@ def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     poll = _owned_poll_or_404(slug, token)
     if request.method != "POST":
         return TemplateResponse(request, "delete.html", {"poll": poll, "token": token})
-    services.poll_delete(poll=poll)
+    try:
+        services.poll_delete(poll=poll)
+    except ValidationError as error:
+        context = {"poll": poll, "token": token, "error": error.messages[0]}
+        return TemplateResponse(request, "delete.html", context, status=400)
     return TemplateResponse(request, "deleted.html", {"question": poll.question})
 
 

@@ -498,6 +498,9 @@ def test_the_schema_documents_every_status_code_with_its_error_body(client):
         ("/api/polls/{id}/", "get"): {"200", "404"},
         ("/api/votes/", "post"): {"201", "400", "403", "404", "409", "413", "415", "429"},
         ("/api/polls/{id}/results/", "get"): {"200", "400", "403", "404"},
+        ("/api/events/", "post"): {"201", "400", "403", "413", "415", "429"},
+        ("/api/events/{id}/", "get"): {"200", "404"},
+        ("/api/events/{id}/control/", "post"): {"200", "400", "403", "404", "413", "415"},
     }
     assert {(path, method) for path, methods in schema["paths"].items() for method in methods} == set(expected)
     for (path, method), codes in expected.items():

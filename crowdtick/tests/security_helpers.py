@@ -7,8 +7,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from django.test import TestCase
 
-from polls import services
+from polls import events, services
+from polls.models import Poll
 
 IMG_PAYLOAD = "<img src=x onerror=alert(1)>"
 HTMX_PAYLOAD = "<div hx-get=/x hx-trigger=load>"
@@ -24,6 +26,21 @@ def make_hostile_poll(**kwargs):
         "dedupe": "none",
     } | kwargs
     return services.poll_create(**kwargs)
+
+
+def make_hostile_event():
+    """An event whose title and questions are attacks, on its first question, open and revealed (so
+    every screen shows the visitor's text); returns (event, that question, owner token)."""
+    hostile = events.QuestionInput(
+        question=f"{IMG_PAYLOAD} or {HTMX_PAYLOAD}?",
+        choices=[IMG_PAYLOAD, HTMX_PAYLOAD, *FORMULA_CHOICES],
+        dedupe="none",
+    )
+    event, questions, token = events.event_create(title=f"{IMG_PAYLOAD} {HTMX_PAYLOAD}", questions=[hostile, hostile])
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        for action in ("next", "open", "reveal"):
+            event = events.event_control(event=event, action=action)
+    return event, Poll.objects.get(pk=questions[0].pk), token  # as the presenter left it: open
 
 
 class _Elements(HTMLParser):

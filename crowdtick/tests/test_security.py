@@ -9,6 +9,7 @@ import csv
 import hmac
 import io
 import logging
+from dataclasses import dataclass
 from itertools import product
 
 import pytest
@@ -27,10 +28,11 @@ from crowdtick.tests.security_helpers import (
     elements,
     htmx_config,
     injected_elements,
+    make_hostile_event,
     make_hostile_poll,
 )
 from polls import jobs, services
-from polls.models import Poll
+from polls.models import Event, Poll
 from polls.ratelimit import SLICES
 
 pytestmark = pytest.mark.django_db
@@ -307,10 +309,31 @@ def test_a_websocket_message_over_4_kib_closes_the_socket(poll_and_token):
 # Every page is reached from the URL list, so a URL added later is covered, or the test below fails
 # naming it. What the list cannot tell, by the URL's name:
 URL_ARGUMENTS = {
-    "slug": lambda poll, token: poll.slug,
-    "id": lambda poll, token: poll.slug,
-    "token": lambda poll, token: token,
+    "slug": lambda subject: subject.poll.slug,
+    "id": lambda subject: subject.event.slug if subject.event else subject.poll.slug,
+    "token": lambda subject: subject.token,
+    "code": lambda subject: subject.event.code,
 }
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a URL is reached on: a hostile poll, or for an event's URLs a hostile event on its first question."""
+
+    poll: Poll
+    token: str
+    event: Event | None = None
+
+    def url(self, name: str, arguments) -> str:
+        return reverse(name, kwargs={argument: URL_ARGUMENTS[argument](self) for argument in arguments})
+
+
+def hostile_subject(name: str) -> Subject:
+    if name.startswith(("web:event", "api:event", "web:join")):
+        event, poll, token = make_hostile_event()
+        return Subject(poll, token, event)
+    return Subject(*make_hostile_poll())
+
 # URLs whose answers carry no visitor's text (they are still checked for injected elements).
 WITHOUT_VISITOR_TEXT = {
     "web:landing",
@@ -320,13 +343,17 @@ WITHOUT_VISITOR_TEXT = {
     "api:schema",
     "api:docs",
     "api:vote_cast",
+    "web:join",
+    "web:event_phones",
+    "api:event_control",
 }
 QUERIES = {"web:live": ["", "?overlay=1"]}  # the overlay is the same URL, another page
 BEFORE = {"web:manage_export_file": lambda poll: jobs.poll_export_start(poll=poll)}  # embedded: written at once
 
 
-def post_requests(poll) -> dict[str, dict]:
+def post_requests(subject: Subject) -> dict[str, dict]:
     """What a visitor posts to each URL that takes a POST: its body, as a form or as JSON."""
+    poll = subject.poll
     choices = [IMG_PAYLOAD, HTMX_PAYLOAD]
     create = {"question": poll.question, "choices": choices, "results_visibility": "always", "dedupe": "none"}
     api_vote = {"poll": poll.slug, "choices": choice_ids(poll)[:1], "voter": "v"}
@@ -344,6 +371,18 @@ def post_requests(poll) -> dict[str, dict]:
             "content_type": "application/json",
         },
         "api:vote_cast": {"data": api_vote, "content_type": "application/json"},
+        "web:event_create": {"data": {"title": IMG_PAYLOAD, "questions": f"{HTMX_PAYLOAD}\n{IMG_PAYLOAD}\nB"}},
+        "web:event_vote": {"data": {"question": poll.slug, "choice": choice_ids(poll)[0]}},
+        "web:event_control": {"data": {"action": "close"}},
+        "api:event_create": {
+            "data": {"title": IMG_PAYLOAD, "questions": [{"question": HTMX_PAYLOAD, "choices": choices}]},
+            "content_type": "application/json",
+        },
+        "api:event_control": {
+            "data": {"action": "close"},
+            "content_type": "application/json",
+            "headers": {"Authorization": f"Bearer {subject.token}"},
+        },
     }
 
 
@@ -366,15 +405,18 @@ def body_of(response) -> str:
 
 def reach(name, arguments, method, query, headers):
     """Requests `name` on a fresh hostile poll with a ballot; returns what the request was and the answer."""
-    poll, token = make_hostile_poll()
+    subject = hostile_subject(name)
+    poll = subject.poll
     services.vote_cast(poll=poll, choice_ids=choice_ids(poll)[:1], voter_key=f"v-{poll.slug}", ip_address=None)
     BEFORE.get(name, lambda poll: None)(poll)
-    url = reverse(name, kwargs={argument: URL_ARGUMENTS[argument](poll, token) for argument in arguments}) + query
+    url = subject.url(name, arguments) + query
     request = f"{method} {url} {'with' if headers else 'without'} HTMX"
     if method == "GET":
         return request, Client().get(url, headers=headers, follow=True)
-    posts = post_requests(poll)
-    response = Client().post(url, headers=headers, follow=True, **posts.get(name, {"data": {}}))
+    posts = post_requests(subject)
+    post = posts.get(name, {"data": {}})
+    post = post | {"headers": headers | post.get("headers", {})}
+    response = Client().post(url, follow=True, **post)
     assert name in posts or response.status_code == 405, f"does not know what to post to {name} ({request})"
     return request, response
 
@@ -415,17 +457,18 @@ def test_no_request_gives_a_500_with_any_method_on_any_page_nor_logs_a_traceback
     form = "application/x-www-form-urlencoded"
     for name, arguments in named_url_patterns():
         for method, query, body in product(EVERY_METHOD, ("", crowded_query), ("", crowded_form)):
-            poll, token = make_hostile_poll()  # a fresh one each time: DELETE or POST may delete it
-            BEFORE.get(name, lambda poll: None)(poll)
-            url = reverse(name, kwargs={argument: URL_ARGUMENTS[argument](poll, token) for argument in arguments})
+            subject = hostile_subject(name)  # a fresh one each time: DELETE or POST may delete it
+            BEFORE.get(name, lambda poll: None)(subject.poll)
+            url = subject.url(name, arguments)
             request = f"{method} {url}{'?<too many parameters>' * bool(query)}{' <too many fields>' * bool(body)}"
             response = Client(raise_request_exception=False).generic(method, url + query, body, content_type=form)
             assert response.status_code < 500, f"{request} answered {response.status_code}"
             if query and response.status_code == 400 and body_of(response) and "html" not in response["Content-Type"]:
                 assert "Too many query parameters" in body_of(response), request  # JSON, or the schema's YAML
-        poll, token = make_hostile_poll()
+        subject = hostile_subject(name)
+        poll = subject.poll
         BEFORE.get(name, lambda poll: None)(poll)
-        url = reverse(name, kwargs={argument: URL_ARGUMENTS[argument](poll, token) for argument in arguments})
+        url = subject.url(name, arguments)
         head = Client().head(url)
         assert Poll.objects.filter(pk=poll.pk).exists(), f"HEAD {url} changed something"
         get = Client().get(url)

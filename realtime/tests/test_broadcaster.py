@@ -117,7 +117,7 @@ def test_what_was_sent_is_remembered_within_a_memory_budget_least_recently_sent_
     monkeypatch.setattr(broadcaster_module, "REMEMBERED_BYTES", 250)
     broadcaster = Broadcaster(get_channel_layer())
     for poll_id in range(5):
-        assert broadcaster._is_news(poll_id, Audience.PUBLIC, LiveView(html="x" * 100, version=1))
-    assert not broadcaster._is_news(4, Audience.PUBLIC, LiveView(html="x" * 100, version=1))  # still remembered
+        assert broadcaster._is_news((poll_id, Audience.PUBLIC), LiveView(html="x" * 100, version=1))
+    assert not broadcaster._is_news((4, Audience.PUBLIC), LiveView(html="x" * 100, version=1))  # still remembered
     assert [key[0] for key in broadcaster._sent] == [3, 4]
     assert broadcaster._sent_bytes == 200

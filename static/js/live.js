@@ -54,9 +54,11 @@
     return match ? parseInt(match[1], 10) : null;
   }
 
+  // The first version in the live region, as in a push: the results' on a poll's pages, the whole
+  // region's on an event's (its state and, when shown, its results).
   function shownVersion() {
-    var results = document.querySelector("#results[data-version]");
-    return results ? parseInt(results.dataset.version, 10) : null;
+    var shown = document.querySelector("#live-region [data-version]");
+    return shown ? parseInt(shown.dataset.version, 10) : null;
   }
 
   document.addEventListener("htmx:wsConnecting", function () {
