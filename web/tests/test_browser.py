@@ -172,3 +172,91 @@ def test_on_a_phone_the_owner_voids_a_flagged_burst_with_the_keyboard(site, chro
     page.goto(f"{site}/p/{created['id']}/results/")
     expect(page.locator("#results-total")).to_have_text("30")
     phone.close()
+
+
+# The overlay's strip (the panel, #main), what it must show, and the page behind it.
+_OVERLAY = """() => {
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const strip = document.querySelector('#main');
+  const parts = ['.kiosk-question', '.kiosk-link', '.kiosk-qr', '#results-total', '#results .bar'];
+  const texts = '.kiosk-question, .kiosk-cta, .kiosk-link, .bar-text, .bar-count, .bar-count strong, .results-total';
+  return {
+    scroll: [document.scrollingElement.scrollWidth, document.scrollingElement.scrollHeight],
+    strip: box(strip),
+    parts: parts.flatMap((name) => [...strip.querySelectorAll(name)].map((el) => [name, box(el)])),
+    page: [document.documentElement, document.body].map((el) => getComputedStyle(el).backgroundColor),
+    panel: getComputedStyle(strip).backgroundColor,
+    texts: [...new Set([...strip.querySelectorAll(texts)].map((el) => getComputedStyle(el).color))],
+  };
+}"""
+
+
+def rgba(css: str) -> tuple[float, float, float, float]:
+    r, g, b, *a = (float(n) for n in re.findall(r"[\d.]+", css))
+    return r, g, b, a[0] if a else 1.0
+
+
+def over(color: str, backdrop: tuple[float, float, float]) -> tuple[float, float, float]:
+    *rgb, alpha = rgba(color)
+    return tuple(alpha * c + (1 - alpha) * b for c, b in zip(rgb, backdrop, strict=True))
+
+
+def contrast(first: tuple[float, ...], second: tuple[float, ...]) -> float:
+    def luminance(rgb):
+        linear = [c / 255 / 12.92 if c <= 10.31 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb[:3]]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("viewport", [(1920, 1080), (1280, 720)])
+def test_the_stream_overlay_is_a_legible_lower_third_strip_on_a_transparent_page(site, chromium, viewport):
+    import json
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    question = (
+        "Which of these twenty proposals should the committee fund first this year, given the budget we have, "
+        "the people we can hire and the deadlines the board set for the spring term? Pick one only, please!!"
+    )
+    choices = [f"Proposal {n}: a longer name for the idea, with a tail that runs on" for n in range(1, 21)]
+    request = urllib.request.Request(
+        f"{site}/api/polls/",
+        data=json.dumps({"question": question, "choices": choices}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    created = json.loads(urllib.request.urlopen(request).read())
+    width, height = viewport
+    context = chromium.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    for theme in ("dark", "light"):
+        page.goto(f"{site}/p/{created['id']}/live/?overlay=1&theme={theme}")
+        page.wait_for_selector("[data-live-indicator][data-state=live]")
+        seen = page.evaluate(_OVERLAY)
+
+        assert seen["scroll"][0] <= width and seen["scroll"][1] <= height, seen["scroll"]  # nothing scrolls
+        left, top, right, bottom = seen["strip"]
+        assert top >= height * 2 / 3 and bottom <= height and left >= 0 and right <= width, (theme, seen["strip"])
+        for name, (part_left, part_top, part_right, part_bottom) in seen["parts"]:
+            assert left <= part_left and top <= part_top and part_right <= right and part_bottom <= bottom, name
+        assert [name for name, _ in seen["parts"]].count("#results .bar") == 20
+        # The video shows through everywhere but the panel, and the panel keeps text readable over any picture.
+        assert seen["page"] == ["rgba(0, 0, 0, 0)", "rgba(0, 0, 0, 0)"], seen["page"]
+        assert rgba(seen["panel"])[3] > 0, seen["panel"]
+        for video in ((255, 255, 255), (0, 0, 0)):
+            panel = over(seen["panel"], video)
+            for text in seen["texts"]:
+                assert contrast(over(text, panel), panel) >= 4.5, (theme, video, text, seen["panel"])
+
+    # The overlay stays live: a vote reaches it over its WebSocket.
+    vote = urllib.request.Request(
+        f"{site}/api/votes/",
+        data=json.dumps({"poll": created["id"], "choices": [created["choices"][3]["id"]], "voter": "v1"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(vote)
+    expect(page.locator("#results-total")).to_have_text("1")
+    expect(page.locator("#results .bar").nth(3)).to_contain_text("100%")
+    context.close()

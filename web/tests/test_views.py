@@ -14,6 +14,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 from PIL import Image, ImageDraw
 
+from crowdtick.tests.security_helpers import csp_directives
 from polls import selectors, tasks
 from polls.models import Ballot, Poll
 from web.forms import DEDUPE_HELP
@@ -427,6 +428,19 @@ def test_the_live_page_shows_question_results_short_link_and_qr(client, poll, he
     assert f"testserver/p/{poll.slug}/" in re.sub(r"<[^>]+>", "", html)  # as read off the screen
     assert f'src="/p/{poll.slug}/qr.svg"' in html
     assert 'id="results"' in html
+
+
+@pytest.mark.parametrize(
+    ("query", "theme"),
+    [("?overlay=1", "dark"), ("?overlay=1&theme=light", "light"), ("?overlay=1&theme=neon", "dark")],
+)
+def test_the_stream_overlay_may_be_framed_by_a_stream_tool_and_takes_its_theme(client, poll, query, theme):
+    response = client.get(poll.url(f"live/{query}"))
+    assert response.status_code == 200
+    assert csp_directives(response["Content-Security-Policy"])["frame-ancestors"] == ["*"]
+    assert "X-Frame-Options" not in response
+    body_class = re.search(r'<body class="([^"]*)"', response.content.decode())[1].split()
+    assert "overlay" in body_class and f"theme-{theme}" in body_class
 
 
 def decode_qr_svg(svg: bytes) -> str:
