@@ -249,6 +249,9 @@ def test_the_stream_overlay_is_a_legible_lower_third_strip_on_a_transparent_page
             panel = over(seen["panel"], video)
             for text in seen["texts"]:
                 assert contrast(over(text, panel), panel) >= 4.5, (theme, video, text, seen["panel"])
+        if os.environ.get("OVERLAY_SCREENSHOTS"):  # to look at it: OVERLAY_SCREENSHOTS=<dir>, transparent PNGs
+            shot = f"{os.environ['OVERLAY_SCREENSHOTS']}/overlay-{theme}-{width}x{height}.png"
+            page.screenshot(path=shot, omit_background=True)
 
     # The overlay stays live: a vote reaches it over its WebSocket.
     vote = urllib.request.Request(
