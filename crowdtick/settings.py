@@ -163,6 +163,7 @@ CELERY_BEAT_SCHEDULE = {
     "announce-deadlines": {"task": "polls.tasks.announce_deadlines", "schedule": 5.0, "options": {"expires": 5}},
     "refresh-vote-minutes": {"task": "polls.tasks.refresh_vote_minutes", "schedule": 15.0, "options": {"expires": 15}},
     "archive-idle-polls": {"task": "polls.tasks.archive_idle_polls", "schedule": 600.0, "options": {"expires": 600}},
+    "end-idle-events": {"task": "polls.tasks.end_idle_events", "schedule": 600.0, "options": {"expires": 600}},
 }
 
 # --- Security ----------------------------------------------------------------------------

@@ -165,11 +165,17 @@ class Event(models.Model):
     reveal = models.BooleanField(default=False)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Its last change of state: an event left running this long is ended (polls.events.events_end_idle),
+    # so its join code goes back to the pool.
+    changed_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
     ended_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["code"], name="event_unique_live_code", condition=models.Q(ended_at=None)),
+        ]
+        indexes = [
+            models.Index(fields=["changed_at"], name="event_running_changed_idx", condition=models.Q(ended_at=None)),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@ redelivery (acks_late, a worker lost mid-task) or a duplicate beat tick changes 
 
 from celery import shared_task
 
-from polls import selectors, services
+from polls import events, selectors, services
 
 
 @shared_task
@@ -28,6 +28,12 @@ def refresh_vote_minutes() -> int:
 def archive_idle_polls() -> int:
     """Beat: archives the polls without activity for POLL_ARCHIVE_AFTER_DAYS days."""
     return services.polls_archive_idle()
+
+
+@shared_task
+def end_idle_events() -> int:
+    """Beat: ends the events left running without a change for POLL_ARCHIVE_AFTER_DAYS days."""
+    return events.events_end_idle()
 
 
 @shared_task

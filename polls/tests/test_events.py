@@ -201,3 +201,17 @@ def test_owner_actions_of_a_plain_poll_leave_the_vote_rule_of_events_alone():
     event, (first, *_), token = make_event()
     with pytest.raises(ValidationError, match="presenter"):
         services.poll_reopen(poll=fresh(first))
+
+
+def test_an_event_left_running_for_the_archive_period_is_ended_and_its_code_freed(settings):
+    settings.POLL_ARCHIVE_AFTER_DAYS = 30
+    idle, _, _ = make_event()
+    busy, _, _ = make_event()
+    control(busy, "next")
+    Event.objects.filter(pk=idle.pk).update(changed_at=timezone.now() - timedelta(days=31))
+    Event.objects.filter(pk=busy.pk).update(changed_at=timezone.now() - timedelta(days=29))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert events.events_end_idle() == 1
+    assert Event.objects.get(pk=idle.pk).ended_at is not None
+    assert Event.objects.get(pk=busy.pk).ended_at is None
+    assert events.events_end_idle() == 0  # nothing left to end
