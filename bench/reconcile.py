@@ -7,7 +7,7 @@ Seeds `--polls` polls (4 choices, 20 ballots each, all cast in the last ten minu
 "active"), builds their tallies, times a pass without a checkpoint (it looks at every active poll,
 as every pass did before reconciliation followed the votes), then, `--rounds` times: votes once in
 each of `--changed` polls through the vote service, waits out the commit slack, and times one pass
-(`services.tallies_reconcile`, what the beat runs every 10 s). Checks that every tally equals the
+(`upkeep.tallies_reconcile`, what the beat runs every 10 s). Checks that every tally equals the
 record at the end, times the per-minute counts' refresh over the same polls (its first pass and the
 next minute's), and writes the "Reconciliation (make bench-reconcile)" section of docs/benchmarks.md.
 
@@ -74,7 +74,7 @@ def main() -> None:
 def measure(options) -> dict:
     from django.db import connection
 
-    from polls import selectors, services
+    from polls import selectors, services, upkeep
     from polls.models import Poll
     from polls.redis_client import get_redis
     from polls.tallies.counts import tallies_from_record, tallies_get
@@ -82,10 +82,10 @@ def measure(options) -> dict:
     from polls.tallies.reconcile import COMMIT_SLACK
 
     seed(options.polls)
-    services.tallies_reconcile()  # builds every tally
+    upkeep.tallies_reconcile()  # builds every tally
     get_redis().delete(RECONCILED_UNTIL_KEY)  # as if Redis had lost the checkpoint: look at every active poll
     started = time.perf_counter()
-    services.tallies_reconcile()
+    upkeep.tallies_reconcile()
     catch_up = time.perf_counter() - started
 
     poll_ids = list(Poll.objects.values_list("id", flat=True))
@@ -100,7 +100,7 @@ def measure(options) -> dict:
         checkpoint = get_redis().get(RECONCILED_UNTIL_KEY)
         looked_at.append(len(selectors.poll_ids_with_ballots_since(since=datetime.fromisoformat(checkpoint))))
         started = time.perf_counter()
-        services.tallies_reconcile()
+        upkeep.tallies_reconcile()
         passes.append(time.perf_counter() - started)
 
     minutes_first, minutes_next, minutes_polls = refresh_vote_minutes_twice()
@@ -124,20 +124,20 @@ def measure(options) -> dict:
 
 
 def refresh_vote_minutes_twice() -> tuple[float, float, int]:
-    """The per-minute counts' refresh (`services.vote_minutes_refresh`, every 15 s) over every poll voted
+    """The per-minute counts' refresh (`upkeep.vote_minutes_refresh`, every 15 s) over every poll voted
     in lately: its first pass (each poll's whole hour) and the next minute's; seconds each, and polls."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from polls import services
+    from polls import upkeep
 
     now = timezone.now()
     started = time.perf_counter()
-    polls = services.vote_minutes_refresh(now=now)
+    polls = upkeep.vote_minutes_refresh(now=now)
     first = time.perf_counter() - started
     started = time.perf_counter()
-    services.vote_minutes_refresh(now=now + timedelta(minutes=1))
+    upkeep.vote_minutes_refresh(now=now + timedelta(minutes=1))
     return first, time.perf_counter() - started, polls
 
 
@@ -196,7 +196,7 @@ def render(options, figures: dict) -> str:
         "(`polls/tallies/reconcile.py`, `SETTLE_SECONDS`): it is paid once per batch of 500 polls, not per poll. "
         "The first row is what every pass cost when reconciliation looked at every active poll, as it did before.",
         "",
-        f"The per-minute counts of the owner's chart (`services.vote_minutes_refresh`, every 15 s) over the "
+        f"The per-minute counts of the owner's chart (`upkeep.vote_minutes_refresh`, every 15 s) over the "
         f"{figures['minutes_polls']:,} polls voted in within its look-back: {figures['minutes_first']:.2f} s for the "
         f"first pass (each poll's whole hour), {figures['minutes_next']:.2f} s for the next minute's. It reads and "
         "writes them in batches of 1,000 polls (one `MGET`, one grouped count per distinct start, one pipeline), "

@@ -210,7 +210,7 @@ RATELIMIT_POLLS_PER_ADDRESS = env_int("RATELIMIT_POLLS_PER_ADDRESS", 60, minimum
 # day; 200 still lets a school or an office behind one address make a poll per class or meeting all day.
 RATELIMIT_POLLS_PER_ADDRESS_PER_DAY = env_int("RATELIMIT_POLLS_PER_ADDRESS_PER_DAY", 200, minimum=1)
 # A poll with no ballot, no change by its owner and no deadline ahead for this many days is archived:
-# closed, its Redis keys released, its results still readable (services.polls_archive_idle). 0: never.
+# closed, its Redis keys released, its results still readable (polls.upkeep.polls_archive_idle). 0: never.
 POLL_ARCHIVE_AFTER_DAYS = env_int("POLL_ARCHIVE_AFTER_DAYS", 30, minimum=0)
 
 # --- Static files ------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
@@ -39,7 +38,6 @@ WINDOW_MAX_SECONDS = 3600
 # Attempts at a join code not in use: with a million codes and a few thousand live events, a
 # clash is rare and three in a row rarer than a failing disk.
 CODE_ATTEMPTS = 5
-IDLE_BATCH = 500  # events ended per run of `events_end_idle` (every 10 minutes)
 
 
 @dataclass(frozen=True)
@@ -223,26 +221,6 @@ def _window(seconds: int | None) -> timedelta | None:
             {"seconds": f"A vote window lasts {WINDOW_MIN_SECONDS} to {WINDOW_MAX_SECONDS} seconds (or leave it out)."}
         )
     return timedelta(seconds=seconds)
-
-
-def events_end_idle(*, now: datetime | None = None) -> int:
-    """Ends the events left running with no change of state for POLL_ARCHIVE_AFTER_DAYS days, at most
-    `IDLE_BATCH` a run (the oldest first, one indexed range): their codes go back to the pool of a
-    million. Their questions were closed when last left, and the poll archiver takes them."""
-    days = settings.POLL_ARCHIVE_AFTER_DAYS
-    if not days:
-        return 0
-    now = now or timezone.now()
-    idle = Event.objects.filter(ended_at=None, changed_at__lt=now - timedelta(days=days)).order_by("changed_at")
-    ids = list(idle.values_list("id", flat=True)[:IDLE_BATCH])
-    ended = 0
-    for event in Event.objects.filter(id__in=ids):
-        try:
-            event_control(event=event, action="end")
-        except ValidationError:
-            continue  # ended meanwhile
-        ended += 1
-    return ended
 
 
 # --- Reads ---------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class Poll(models.Model):
     # When the poll was last known to be in use: its creation or its owner's last change, moved on by
     # the archiving task to its last ballot or a deadline still ahead (never on the vote's path).
     active_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
-    # Set when the archiving task closed it for want of activity (services.polls_archive_idle).
+    # Set when the archiving task closed it for want of activity (polls.upkeep.polls_archive_idle).
     archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Set for an event's questions: the event's presenter opens and closes them (polls/events.py).
@@ -165,7 +165,7 @@ class Event(models.Model):
     reveal = models.BooleanField(default=False)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    # Its last change of state: an event left running this long is ended (polls.events.events_end_idle),
+    # Its last change of state: an event left running this long is ended (polls.upkeep.events_end_idle),
     # so its join code goes back to the pool.
     changed_at = models.DateTimeField(default=timezone.now, db_default=Now(), editable=False)
     ended_at = models.DateTimeField(null=True, blank=True)

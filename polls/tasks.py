@@ -3,37 +3,37 @@ redelivery (acks_late, a worker lost mid-task) or a duplicate beat tick changes 
 
 from celery import shared_task
 
-from polls import events, selectors, services
+from polls import selectors, services, upkeep
 
 
 @shared_task
 def reconcile_tallies() -> int:
     """Beat: repairs the cached tallies of active and stale-marked polls against the record."""
-    return services.tallies_reconcile()
+    return upkeep.tallies_reconcile()
 
 
 @shared_task
 def announce_deadlines() -> int:
     """Beat: announces polls whose opening time or deadline passed, so every screen shows it."""
-    return services.poll_deadlines_announce()
+    return upkeep.poll_deadlines_announce()
 
 
 @shared_task
 def refresh_vote_minutes() -> int:
     """Beat: stores the per-minute vote counts of active polls for the owner's chart."""
-    return services.vote_minutes_refresh()
+    return upkeep.vote_minutes_refresh()
 
 
 @shared_task
 def archive_idle_polls() -> int:
     """Beat: archives the polls without activity for POLL_ARCHIVE_AFTER_DAYS days."""
-    return services.polls_archive_idle()
+    return upkeep.polls_archive_idle()
 
 
 @shared_task
 def end_idle_events() -> int:
     """Beat: ends the events left running without a change for POLL_ARCHIVE_AFTER_DAYS days."""
-    return events.events_end_idle()
+    return upkeep.events_end_idle()
 
 
 @shared_task

@@ -1,5 +1,5 @@
 """Archiving idle polls: closed, out of every periodic task's work, their Redis keys released, and
-their results still readable (services.polls_archive_idle, the beat task archive_idle_polls)."""
+their results still readable (upkeep.polls_archive_idle, the beat task archive_idle_polls)."""
 
 from datetime import timedelta
 
@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from polls import selectors, services, tasks
+from polls import selectors, services, tasks, upkeep
 from polls.models import Ballot, Poll
 from polls.redis_client import get_redis
 from polls.tallies.counts import ARCHIVED_TALLY_SECONDS
@@ -81,16 +81,16 @@ def test_an_archived_poll_releases_its_redis_keys_no_task_looks_at_it_and_its_re
     assert redis.exists(tally_key(poll.id), copy_key) == 2 and redis.hget(tally_key(poll.id), "total") == "3"
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.polls_archive_idle() == 1
+        assert upkeep.polls_archive_idle() == 1
     assert redis.exists(tally_key(poll.id), copy_key) == 0 and not redis.sismember(STALE_KEY, poll.id)
 
     # Every periodic task leaves it alone: none brings a key of it back. Its revision, bumped by the
     # archiving so that every process sees it closed, expires within a day (poll_cache).
     with django_capture_on_commit_callbacks(execute=True):
-        services.tallies_reconcile()
-        services.vote_minutes_refresh()
-        services.poll_deadlines_announce()
-        services.polls_archive_idle()
+        upkeep.tallies_reconcile()
+        upkeep.vote_minutes_refresh()
+        upkeep.poll_deadlines_announce()
+        upkeep.polls_archive_idle()
     keys = [key for key in redis.scan_iter("*") if str(poll.id) in key.split(":") or poll.slug in key]
     assert keys == [f"pollrev:{poll.slug}"] and 0 < redis.ttl(keys[0]) <= 24 * 60 * 60
 
@@ -106,36 +106,36 @@ def test_an_archived_poll_releases_its_redis_keys_no_task_looks_at_it_and_its_re
 
 def test_reopening_an_archived_poll_brings_it_back():
     poll = make_poll()
-    assert services.polls_archive_idle() == 1
+    assert upkeep.polls_archive_idle() == 1
     services.poll_reopen(poll=selectors.poll_get(slug=poll.slug))
     poll.refresh_from_db()
     assert poll.archived_at is None and poll.is_open()
     vote(poll, "back", days_ago=0)
-    assert services.polls_archive_idle() == 0
+    assert upkeep.polls_archive_idle() == 0
 
 
 def test_the_owner_page_says_the_poll_was_archived_and_offers_to_reopen_it():
     poll, token = services.poll_create(question="Lunch?", choices=["Soup", "Salad"])
     Poll.objects.filter(id=poll.id).update(active_at=timezone.now() - timedelta(days=31))
-    assert services.polls_archive_idle() == 1
+    assert upkeep.polls_archive_idle() == 1
     page = Client(HTTP_HOST="127.0.0.1").get(f"/p/{poll.slug}/manage/{token}/").content.decode()
     assert "Archived on " in page and "Reopen voting" in page
 
 
 def test_a_run_works_in_bounded_batches_and_its_queries_do_not_grow_with_the_polls(monkeypatch):
-    monkeypatch.setattr(services, "ARCHIVE_BATCH_SIZE", 2)
-    monkeypatch.setattr(services, "ARCHIVE_BATCHES_PER_RUN", 2)
+    monkeypatch.setattr(upkeep, "ARCHIVE_BATCH_SIZE", 2)
+    monkeypatch.setattr(upkeep, "ARCHIVE_BATCHES_PER_RUN", 2)
     for _ in range(5):
         make_poll()
-    assert [services.polls_archive_idle() for _ in range(3)] == [4, 1, 0]
+    assert [upkeep.polls_archive_idle() for _ in range(3)] == [4, 1, 0]
 
-    monkeypatch.setattr(services, "ARCHIVE_BATCH_SIZE", 10)
+    monkeypatch.setattr(upkeep, "ARCHIVE_BATCH_SIZE", 10)
     queries = []
     for count in (1, 6):
         for _ in range(count):
             make_poll()
         with CaptureQueriesContext(connection) as run:
-            assert services.polls_archive_idle() == count
+            assert upkeep.polls_archive_idle() == count
         queries.append(len(run.captured_queries))
     assert queries[0] == queries[1]
 
@@ -143,7 +143,7 @@ def test_a_run_works_in_bounded_batches_and_its_queries_do_not_grow_with_the_pol
 def test_archiving_can_be_turned_off(settings):
     settings.POLL_ARCHIVE_AFTER_DAYS = 0
     make_poll(days_old=400)
-    assert services.polls_archive_idle() == 0
+    assert upkeep.polls_archive_idle() == 0
 
 
 def test_the_archiving_task_is_on_the_beat_schedule():

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection, connections
 
 from crowdtick.celery import app as celery_app
-from polls import selectors, services, tasks
+from polls import selectors, services, tasks, upkeep
 from polls.models import Ballot
 from polls.redis_client import get_redis
 from polls.tallies import reconcile
@@ -255,7 +255,7 @@ def test_votes_still_succeed_with_redis_stopped_and_the_tally_heals_when_it_retu
     assert {choice.text: choice.votes for choice in results.choices} == {"Tea": 75, "Coffee": 75, "Water": 0}
 
     servers.append(start_redis())  # back, empty
-    services.tallies_reconcile()
+    upkeep.tallies_reconcile()
     assert (
         redis_counts(poll)
         == record_counts(poll)
@@ -287,7 +287,7 @@ def test_a_tally_that_lost_votes_is_exact_after_one_reconcile_run_while_votes_ke
         in_threads(cast, range(6, 10), threads=2)  # committed and counted in Redis meanwhile
 
     monkeypatch.setattr(reconcile.time, "sleep", votes_arrive_while_the_reconciler_looks)
-    assert services.tallies_reconcile() == 1
+    assert upkeep.tallies_reconcile() == 1
 
     assert redis_counts(poll) == record_counts(poll)
     assert record_counts(poll)["total"] == 10

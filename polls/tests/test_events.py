@@ -8,7 +8,7 @@ from django.db import IntegrityError
 from django.test import TestCase
 from django.utils import timezone
 
-from polls import events, selectors, services
+from polls import events, selectors, services, upkeep
 from polls.events import QuestionInput
 from polls.models import Event, Poll
 
@@ -211,7 +211,7 @@ def test_an_event_left_running_for_the_archive_period_is_ended_and_its_code_free
     Event.objects.filter(pk=idle.pk).update(changed_at=timezone.now() - timedelta(days=31))
     Event.objects.filter(pk=busy.pk).update(changed_at=timezone.now() - timedelta(days=29))
     with TestCase.captureOnCommitCallbacks(execute=True):
-        assert events.events_end_idle() == 1
+        assert upkeep.events_end_idle() == 1
     assert Event.objects.get(pk=idle.pk).ended_at is not None
     assert Event.objects.get(pk=busy.pk).ended_at is None
-    assert events.events_end_idle() == 0  # nothing left to end
+    assert upkeep.events_end_idle() == 0  # nothing left to end

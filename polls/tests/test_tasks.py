@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from polls import exports, jobs, selectors, services, tasks
+from polls import exports, jobs, selectors, services, tasks, upkeep
 from polls.exports import poll_export_file
 from polls.models import Ballot
 from polls.redis_client import get_redis
@@ -415,16 +415,16 @@ def test_reconcile_touches_no_poll_without_a_ballot_since_the_last_run():
     vote(busy, "now")
     now = timezone.now()
 
-    assert services.tallies_reconcile(now=now) == 1
+    assert upkeep.tallies_reconcile(now=now) == 1
     assert tally_get(busy).total == 2
     assert tally_get(quiet).total == 6  # never looked at: nothing of it was read or written
 
     # A run looks back to where the last one began (less the commit slack), then never again.
-    services.tallies_reconcile(now=now + timedelta(minutes=1))
+    upkeep.tallies_reconcile(now=now + timedelta(minutes=1))
     get_redis().hincrby(tally_key(busy.id), "total", 5)
-    assert services.tallies_reconcile(now=now + timedelta(minutes=2)) == 0
+    assert upkeep.tallies_reconcile(now=now + timedelta(minutes=2)) == 0
     vote_at(busy, "later", now + timedelta(minutes=2))
-    assert services.tallies_reconcile(now=now + timedelta(minutes=3)) == 1
+    assert upkeep.tallies_reconcile(now=now + timedelta(minutes=3)) == 1
     assert tally_get(busy).total == 3
 
 

@@ -175,7 +175,7 @@ def test_the_big_screen_shows_the_code_the_link_and_the_qr_and_results_only_when
     event, (first, _), token = event_setup
     act(Client(), event, token, "next")
     page = Client().get(f"/e/{event.code}/live/").content.decode()
-    assert f"{event.code[:3]} {event.code[3:]}" in page and f"/e/{event.code}/" in page
+    assert f"{event.code[:3]}&nbsp;{event.code[3:]}" in page and f"/e/{event.code}/" in page
     assert f'src="/e/{event.code}/qr.svg"' in page
     assert "Tea or coffee?" in page and 'id="results"' not in page
     act(Client(), event, token, "reveal")
