@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`make bench-live`: WebSocket viewers on one poll while votes arrive at 200/s.
+"""`make bench-live`: WebSocket viewers on one poll while votes arrive at 200/s; an event's phones as its
+presenter moves to the next question.
 
 For each viewer count (default 100, 1,000, 5,000) it creates a fresh poll, connects the viewers
 (bench/live/viewers.py, separate processes, ~1,250 sockets each), then votes at the given rate
@@ -12,6 +13,15 @@ for the given time through the HTTP server, and measures:
   it already had;
 - CPU and peak memory of every server process, and ASGI memory per connected viewer.
 
+"Next question" (`--phones`, default 1,000 and 5,000): for each phone count it creates an event
+of 12 questions through the API, connects the phones to `/ws/events/<code>/` (every socket
+traced), then the presenter POSTs `{"action": "next"}` to `/api/events/<id>/control/` `--rounds`
+times. A phone has the new question once it received a push whose root's version is at least the
+state's `version << 32` (polls.events.EventDisplay.version); latency runs from sending the POST.
+Each round waits until every phone has the question (at most `--round-wait` seconds after the POST),
+then `--round-pause` seconds and a random half second more, a presenter's pace.
+`--only vote-to-screen|next-question` runs one of the two measurements.
+
 Targets (`--target`):
 - `stack` (default): starts `scripts/stack` (nginx, 2 gunicorn, 2 uvicorn, Celery, the
   broadcaster) on the CT_* ports; viewers and votes go through nginx.
@@ -19,14 +29,15 @@ Targets (`--target`):
   without nginx; viewers connect to the ASGI ports, votes go to gunicorn. Used to choose the
   ASGI server by measurement.
 
-Results are kept in bench/live/results.json (one entry per target/server/viewer count, the
-latest run wins) and rendered into the "## Live results (make bench-live)" section of
+Results are kept in bench/live/results.json (one entry per measurement, target/server and
+viewer or phone count; the latest run wins) and rendered into the "## Live results (make bench-live)" section of
 docs/benchmarks.md, between its bench-live markers.
 """
 
 import argparse
 import json
 import os
+import random
 import re
 import resource
 import signal
@@ -38,6 +49,7 @@ import threading
 import time
 from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -53,6 +65,10 @@ DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Live results (make bench-live)"
 BEGIN, END = "<!-- bench-live:begin -->", "<!-- bench-live:end -->"
 VIEWERS_PER_PROCESS = 1250
+VOTE_TO_SCREEN, NEXT_QUESTION = "vote-to-screen", "next-question"
+# Issue 17: p95 from the presenter's POST to the new question on the phones, by phone count.
+NEXT_QUESTION_TARGETS_MS = {1000: 500, 5000: 1500}
+EVENT_QUESTIONS = 12
 VENV_BIN = Path(sys.executable).parent
 # Viewer processes still running, so a failed run does not leave them behind.
 LIVE_VIEWERS: list[subprocess.Popen] = []
@@ -94,12 +110,13 @@ class Processes:
         a = self.args
         if a.target == "stack":
             programs_require("nginx")
+            web1, web2, ws1, ws2 = server_ports(a)
             ports = {
                 "CT_HTTP_PORT": a.http_port,
-                "CT_WEB1_PORT": a.port_base + 1,
-                "CT_WEB2_PORT": a.port_base + 2,
-                "CT_WS1_PORT": a.port_base + 11,
-                "CT_WS2_PORT": a.port_base + 12,
+                "CT_WEB1_PORT": web1,
+                "CT_WEB2_PORT": web2,
+                "CT_WS1_PORT": ws1,
+                "CT_WS2_PORT": ws2,
             }
             extra = {k: str(v) for k, v in ports.items()} | {"CT_RUN_DIR": str(self.log_dir / "run")}
             self.spawn("stack", ["scripts/stack"], extra)
@@ -109,7 +126,7 @@ class Processes:
             subprocess.run(
                 [sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=self.env, check=True
             )
-            web, ws1, ws2 = a.port_base + 1, a.port_base + 11, a.port_base + 12
+            web, _, ws1, ws2 = server_ports(a)
             self.spawn(
                 "web",
                 [
@@ -188,6 +205,14 @@ class Processes:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def server_ports(args) -> tuple[int, int, int, int]:
+    """The two HTTP and the two ASGI servers' ports: CT_WEB1_PORT, CT_WEB2_PORT, CT_WS1_PORT and CT_WS2_PORT
+    as `scripts/stack` reads them, else --port-base + 1, + 2, + 11 and + 12."""
+    offsets = {"CT_WEB1_PORT": 1, "CT_WEB2_PORT": 2, "CT_WS1_PORT": 11, "CT_WS2_PORT": 12}
+    web1, web2, ws1, ws2 = (int(os.environ.get(name, args.port_base + offset)) for name, offset in offsets.items())
+    return web1, web2, ws1, ws2
 
 
 def _role(cmdline: list[str]) -> str | None:
@@ -337,12 +362,17 @@ def asgi_rss(roles: dict[str, list[psutil.Process]]) -> float:
     )
 
 
-def start_viewers(count: int, ws_bases: list[str], slug: str, origin: str, out_dir: Path) -> list:
+def start_viewers(
+    count: int, ws_bases: list[str], path: str, origin: str, out_dir: Path, *, trace_all: bool = False
+) -> list:
+    """Viewers of `path` (e.g. /ws/polls/<slug>/) in processes of at most VIEWERS_PER_PROCESS sockets; 200 of them
+    traced, or every one with `trace_all`, whose processes then also answer `wait_for_version`."""
     viewers = []
     processes_needed = max(1, -(-count // VIEWERS_PER_PROCESS))
+    label = "phones" if trace_all else "viewers"
     for i in range(processes_needed):
         share = count // processes_needed + (1 if i < count % processes_needed else 0)
-        output = out_dir / f"viewers-{count}-{i}.json"
+        output = out_dir / f"{label}-{count}-{i}.json"
         command = [
             sys.executable,
             str(HERE / "viewers.py"),
@@ -351,13 +381,16 @@ def start_viewers(count: int, ws_bases: list[str], slug: str, origin: str, out_d
             "--count",
             str(share),
             "--traced",
-            str(max(1, 200 // processes_needed)),
+            str(share if trace_all else max(1, 200 // processes_needed)),
             "--output",
             str(output),
         ]
+        if trace_all:
+            command.append("--commands")
         for base in ws_bases:
-            command += ["--url", f"{base}/ws/polls/{slug}/"]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+            command += ["--url", f"{base}{path}"]
+        stdin = subprocess.PIPE if trace_all else None
+        process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, text=True)
         LIVE_VIEWERS.append(process)
         viewers.append((process, output))
     connected = failed = 0
@@ -369,9 +402,25 @@ def start_viewers(count: int, ws_bases: list[str], slug: str, origin: str, out_d
     return viewers, connected, failed
 
 
+def wait_for_version(viewers, version: int, seconds: float) -> tuple[int, int]:
+    """Waits until every opened socket has `version` or a later one, or `seconds` pass; (sockets with it, of)."""
+    for process, _ in viewers:
+        process.stdin.write(f"WAIT {version} {max(0.0, seconds)}\n")
+        process.stdin.flush()
+    have = of = 0
+    for process, _ in viewers:
+        words = process.stdout.readline().split()
+        if not words or words[0] != "HAVE":
+            raise SystemExit(f"a phone process answered {words!r} to WAIT")
+        have, of = have + int(words[1]), of + int(words[2])
+    return have, of
+
+
 def stop_viewers(viewers) -> dict:
     for process, _ in viewers:
         process.send_signal(signal.SIGTERM)
+        if process.stdin:
+            process.stdin.close()
     merged = {"messages": [], "went_back": 0, "closed_early": 0, "close_codes": set(), "traces": [], "failures": []}
     for process, output in viewers:
         process.wait(timeout=120)
@@ -393,12 +442,7 @@ def latencies(acks: list[float], base_version: int, traces: list[list]) -> list[
     for trace in traces:
         if not trace:
             continue
-        times = [t for t, _ in trace]
-        # Highest version seen by each receive, so "first receive with version >= v" is a bisect.
-        running, best = [], -1
-        for _, version in trace:
-            best = max(best, version)
-            running.append(best)
+        times, running = _timeline(trace)
         for k, acked in enumerate(acks, start=1):
             i = bisect_left(running, base_version + k)
             if i < len(running):
@@ -406,6 +450,31 @@ def latencies(acks: list[float], base_version: int, traces: list[list]) -> list[
             else:
                 pairs.append((acked, float("inf")))  # never reached this viewer's screen
     return pairs
+
+
+def _timeline(trace: list) -> tuple[list[float], list[int]]:
+    """A viewer's receive times, and the highest version it had seen by each: "the first receive with
+    version >= v" is then a bisect."""
+    times, running, best = [], [], -1
+    for at, version in trace:
+        best = max(best, version)
+        times.append(at)
+        running.append(best)
+    return times, running
+
+
+def next_question_latencies(rounds: list[tuple[float, int]], traces: list[list]) -> list[list[float]]:
+    """For each round (POST sent at, version of the new state), the seconds until each phone with a
+    trace received that version or a later one; inf for a phone that never did."""
+    per_round: list[list[float]] = [[] for _ in rounds]
+    for trace in traces:
+        if not trace:
+            continue  # the socket never opened: counted among the connect failures
+        times, running = _timeline(trace)
+        for delays, (sent, version) in zip(per_round, rounds, strict=True):
+            i = bisect_left(running, version)
+            delays.append(max(0.0, times[i] - sent) if i < len(running) else float("inf"))
+    return per_round
 
 
 def _ms(seconds: float) -> int | None:
@@ -425,7 +494,7 @@ def measure(args, count: int, base: str, ws_bases: list[str], processes: Process
     roles = processes.servers()
     rss_before = asgi_rss(roles)
     origin = base
-    viewers, connected, failed = start_viewers(count, ws_bases, slug, origin, out_dir)
+    viewers, connected, failed = start_viewers(count, ws_bases, f"/ws/polls/{slug}/", origin, out_dir)
     time.sleep(2)
     rss_connected = asgi_rss(roles)
     base_version = shown_version(base, slug)
@@ -481,10 +550,120 @@ def measure(args, count: int, base: str, ws_bases: list[str], processes: Process
     }
 
 
+@dataclass(frozen=True)
+class BenchEvent:
+    id: str
+    code: str
+    token: str  # the presenter's owner token, the last part of manage_url
+    version: int  # its state's version when created
+
+
+def create_event(base: str) -> BenchEvent:
+    """An event of EVENT_QUESTIONS questions of 4 choices, created as a program would (no Origin header)."""
+    questions = [
+        {
+            "question": f"Question {n}: which track should open tomorrow?",
+            "choices": ["Databases", "Browsers", "Networks", "Tools"],
+        }
+        for n in range(1, EVENT_QUESTIONS + 1)
+    ]
+    response = requests.post(
+        f"{base}/api/events/", json={"title": "bench-live: next question", "questions": questions}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    token = body["manage_url"].rstrip("/").rsplit("/", 1)[1]
+    return BenchEvent(body["id"], body["code"], token, body["state"]["version"])
+
+
+def measure_next_question(
+    args, count: int, base: str, ws_bases: list[str], processes: Processes, out_dir: Path
+) -> dict:
+    event = create_event(base)
+    roles = processes.servers()
+    viewers, connected, failed = start_viewers(
+        count, ws_bases, f"/ws/events/{event.code}/", base, out_dir, trace_all=True
+    )
+    # Every phone holds the waiting screen before the first round (each got it as its snapshot).
+    ready, _ = wait_for_version(viewers, event.version << 32, args.round_wait)
+    sampler = Sampler(roles | {"phones (bench client)": [psutil.Process(p.pid) for p, _ in viewers]})
+    sampler.start()
+    presenter = requests.Session()
+    presenter.headers["Authorization"] = f"Bearer {event.token}"
+    rounds, answers, waits = [], [], []
+    for _ in range(args.rounds):
+        # A random pause, so the POST falls anywhere in the broadcaster's 250 ms tick: paced by what the phones
+        # show, a fixed one would keep every round at the same point of the tick.
+        time.sleep(args.round_pause + random.uniform(0, 0.5))
+        sent = time.time()
+        response = presenter.post(f"{base}/api/events/{event.id}/control/", json={"action": "next"}, timeout=30)
+        answers.append(time.time() - sent)
+        response.raise_for_status()
+        version = response.json()["state"]["version"] << 32
+        rounds.append((sent, version))
+        waits.append(wait_for_version(viewers, version, sent + args.round_wait - time.time()))
+    sampler.stopped.set()
+    received = stop_viewers(viewers)
+    per_round = next_question_latencies(rounds, received["traces"])
+    return {
+        "measure": NEXT_QUESTION,
+        "target": args.target if args.target == "stack" else f"own ({args.asgi})",
+        "phones": count,
+        "connected": connected,
+        "connect_failures": failed,
+        "ready_before_first_round": ready,
+        "closed_early": received["closed_early"],
+        "rounds": args.rounds,
+        "round_pause_s": args.round_pause,
+        **next_question_summary(per_round, count),
+        "post_answered_ms_p50": _ms(statistics.median(answers)),
+        "phones_with_it_when_waiting_ended": [have for have, _ in waits],
+        "went_back": received["went_back"],
+        "cpu_percent": {role: round(statistics.mean(c), 1) for role, c in sampler.cpu.items() if c},
+        "cpu_percent_peak": {role: round(max(c), 1) for role, c in sampler.cpu.items() if c},
+        "peak_rss_mb": {role: round(rss, 1) for role, rss in sampler.rss.items()},
+        "load_average_1m": round(os.getloadavg()[0], 1),
+        "machine_cpu_percent": round(statistics.mean(sampler.machine), 1) if sampler.machine else None,
+        "failures_sample": received["failures"][:3],
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def next_question_summary(per_round: list[list[float]], phones: int) -> dict:
+    """Latency over every (round, phone) pair, against the target for this phone count; per round, the first
+    and the last phone (their gap is the fan-out), in ms."""
+    delays = [d for delays in per_round for d in delays]
+    received = [d for d in delays if d != float("inf")]
+    p95 = _ms(percentile(delays, 95))
+    target = NEXT_QUESTION_TARGETS_MS.get(phones)
+    missing = sum(1 for pairs in zip(*per_round, strict=True) if float("inf") in pairs)  # phones that missed any round
+    return {
+        "latency_ms": {
+            "p50": _ms(percentile(delays, 50)),
+            "p95": p95,
+            "max": _ms(max(delays)) if delays else None,
+        },
+        "target_p95_ms": target,
+        "met": None if target is None else p95 is not None and p95 < target,
+        "pairs": len(delays),
+        "never": len(delays) - len(received),
+        "phones_missing_a_round": missing,
+        "per_round_ms": [
+            {
+                "first": _ms(min(delays)) if delays else None,
+                "p50": _ms(percentile(delays, 50)),
+                "p95": _ms(percentile(delays, 95)),
+                "last": _ms(max(delays)) if delays else None,
+            }
+            for delays in per_round
+        ],
+    }
+
+
 def idle_check(args, base: str, ws_bases: list[str], out_dir: Path) -> dict:
     """Viewers that only listen, with no vote, for longer than the proxies' and Redis' idle timeouts."""
     slug, _ = create_poll(base)
-    viewers, connected, failed = start_viewers(args.idle_viewers, ws_bases, slug, base, out_dir)
+    viewers, connected, failed = start_viewers(args.idle_viewers, ws_bases, f"/ws/polls/{slug}/", base, out_dir)
     time.sleep(args.idle)
     received = stop_viewers(viewers)
     return {
@@ -502,7 +681,25 @@ def _cell(ms: int | None) -> str:
     return "never" if ms is None else f"{ms:,}"
 
 
+def measure_of(result: dict) -> str:
+    return result.get("measure", VOTE_TO_SCREEN)  # results of earlier runs name no measure: all were votes
+
+
+def result_key(result: dict) -> tuple:
+    """What a later run replaces a result by, and the order of the tables' rows."""
+    count = result["phones"] if measure_of(result) == NEXT_QUESTION else result["viewers"]
+    return (measure_of(result) != VOTE_TO_SCREEN, result["target"] != "stack", result["target"], count)
+
+
 def render(results: list[dict]) -> str:
+    votes = [r for r in results if measure_of(r) == VOTE_TO_SCREEN]
+    nexts = [r for r in results if measure_of(r) == NEXT_QUESTION]
+    return "\n\n".join(part for part in (render_votes(votes), render_next_question(nexts)) if part)
+
+
+def render_votes(results: list[dict]) -> str:
+    if not results:
+        return ""
     lines = [
         "| target | viewers | connected | votes/s acked | p50 ms | p95 ms | max ms | p95 first 10 s | p95 last 10 s "
         "| on screen by the end | pushes/viewer/s | version went back | ASGI RSS MiB (all viewers connected) "
@@ -555,6 +752,59 @@ def render(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_next_question(results: list[dict]) -> str:
+    if not results:
+        return ""
+    lines = [
+        "Next question: from the presenter's POST (`next`) to the new question on each phone, over every "
+        "(round, phone) pair; first and last phone are the median round's.",
+        "",
+        "| target | phones | connected | rounds | p50 ms | p95 ms | max ms | p95 target | target | never on a phone "
+        "| first phone ms | last phone ms | POST answered ms | version went back | peak CPU % per ASGI process "
+        "| peak CPU % bench client |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
+    ]
+    for r in results:
+        lat, rounds = r["latency_ms"], r["per_round_ms"]
+        target = f"< {r['target_p95_ms']:,}" if r["target_p95_ms"] else "none"
+        mark = {True: "**met**", False: "**missed**", None: ""}[r["met"]]
+        asgi = " / ".join(f"{cpu:g}" for role, cpu in sorted(r["cpu_percent_peak"].items()) if role.startswith("ws"))
+        client = sum(cpu for role, cpu in r["cpu_percent_peak"].items() if "bench client" in role)
+        lines.append(
+            f"| {r['target']} | {r['phones']:,} | {r['connected']:,} | {r['rounds']} | {_cell(lat['p50'])} "
+            f"| {_cell(lat['p95'])} | {_cell(lat['max'])} | {target} | {mark} | {r['never']} of {r['pairs']:,} "
+            f"| {_cell(_median_round(rounds, 'first'))} | {_cell(_median_round(rounds, 'last'))} "
+            f"| {_cell(r['post_answered_ms_p50'])} | {r['went_back']} | {asgi} | {client:g} |"
+        )
+    notes = [r for r in results if r["connect_failures"] or r["closed_early"]]
+    if notes:
+        lines += ["", "Failures seen:", ""]
+    for r in notes:
+        sample = "; e.g. " + "; ".join(r["failures_sample"]) if r["failures_sample"] else ""
+        lines.append(
+            f"- {r['target']}, {r['phones']:,} phones: {r['connect_failures']} sockets failed to open, "
+            f"{r['closed_early']} closed early{sample}"
+        )
+    loads = "; ".join(
+        f"{r['target']} {r['phones']:,}: load {r['load_average_1m']}, all processes {r['machine_cpu_percent']}% "
+        "of one core"
+        for r in results
+    )
+    stamp = sorted({r["measured_at"] for r in results})
+    lines += [
+        "",
+        f"Whole machine during the rounds (2 cores = 200%; other work shared it): {loads}. "
+        f"Measured {stamp[0]} to {stamp[-1]}.",
+    ]
+    return "\n".join(lines)
+
+
+def _median_round(rounds: list[dict], field: str) -> int | None:
+    values = [r[field] for r in rounds]
+    return None if not values or None in values else round(statistics.median(values))
+
+
 def write_doc(results: list[dict]) -> None:
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     table = f"{BEGIN}\n{render(results)}\n{END}"
@@ -572,7 +822,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", choices=["stack", "own"], default="stack")
     parser.add_argument("--asgi", choices=["uvicorn", "daphne"], default="uvicorn", help="for --target own")
-    parser.add_argument("--viewers", default="100,1000,5000")
+    parser.add_argument("--viewers", default="100,1000,5000", help="viewer counts for vote-to-screen")
+    parser.add_argument("--phones", default="1000,5000", help="phone counts for next-question")
+    parser.add_argument("--only", choices=[VOTE_TO_SCREEN, NEXT_QUESTION], help="run one of the two measurements")
+    parser.add_argument("--rounds", type=int, default=10, help=f"'next' per phone count (at most {EVENT_QUESTIONS})")
+    parser.add_argument("--round-wait", type=float, default=3.0, help="most seconds a round waits for every phone")
+    parser.add_argument(
+        "--round-pause", type=float, default=1.0, help="seconds (+ 0-0.5 s) between rounds once phones have it"
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="votes per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of voting per viewer count")
     parser.add_argument("--http-port", type=int, default=int(os.environ.get("CT_HTTP_PORT", "8090")))
@@ -580,7 +837,8 @@ def main() -> None:
         "--port-base",
         type=int,
         default=int(os.environ.get("BENCH_LIVE_PORT_BASE", "8190")),
-        help="servers listen on base+1, base+2 (HTTP) and base+11, base+12 (ASGI)",
+        help="servers listen on base+1, base+2 (HTTP) and base+11, base+12 (ASGI), unless CT_WEB1_PORT, "
+        "CT_WEB2_PORT, CT_WS1_PORT and CT_WS2_PORT say otherwise",
     )
     parser.add_argument(
         "--no-doc",
@@ -590,6 +848,13 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=0, help="also hold idle viewers this many seconds (e.g. 75)")
     parser.add_argument("--idle-viewers", type=int, default=150)
     args = parser.parse_args()
+    if not 1 <= args.rounds <= EVENT_QUESTIONS:
+        parser.error(f"--rounds: 1 to {EVENT_QUESTIONS}, the event's questions")
+    steps = []
+    if args.only != NEXT_QUESTION:
+        steps += [(measure, int(n)) for n in args.viewers.split(",")]
+    if args.only != VOTE_TO_SCREEN:
+        steps += [(measure_next_question, int(n)) for n in args.phones.split(",")]
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by servers and viewers
@@ -600,11 +865,11 @@ def main() -> None:
         base, ws_bases = processes.start()
         if args.idle:
             print(json.dumps({"idle": idle_check(args, base, ws_bases, out_dir)}), flush=True)
-        for count in [int(n) for n in args.viewers.split(",")]:
-            result = measure(args, count, base, ws_bases, processes, out_dir)
+        for step, count in steps:
+            result = step(args, count, base, ws_bases, processes, out_dir)
             print(json.dumps(result, indent=1), flush=True)
-            results = [r for r in results if (r["target"], r["viewers"]) != (result["target"], count)] + [result]
-            results.sort(key=lambda r: (r["target"] != "stack", r["target"], r["viewers"]))
+            results = [r for r in results if result_key(r) != result_key(result)] + [result]
+            results.sort(key=result_key)
             if not args.no_doc:
                 RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     finally:

@@ -1,9 +1,14 @@
-"""WebSocket viewers for `make bench-live`: N sockets on one poll, each recording what it receives.
+"""WebSocket viewers for `make bench-live`: N sockets on one poll or event, each recording what it receives.
 
 Run by bench/live/run.py, one or more processes. Prints `READY <connected> <failed>` once every
 socket is open, then records until SIGTERM and writes a JSON summary: per viewer the number of
-pushes, the highest version seen and how many times a version went back; for a sample of viewers
-every (receive time, version) pair, for the latency analysis.
+pushes, the highest version seen and how many times a version went back; for the traced viewers
+(a sample, or every socket with `--traced` = `--count`) every (receive time, version) pair, the
+version being the first `data-version` of the message, its root's.
+
+With `--commands` it also answers the runner on stdin while it records, so the runner can pace
+itself on what the screens show: `WAIT <version> <seconds>` waits until every socket that opened
+has received that version or a later one, or the seconds pass, then prints `HAVE <sockets> <of>`.
 """
 
 import argparse
@@ -20,9 +25,10 @@ VERSION = re.compile(rb'data-version="(\d+)"')
 
 
 class Viewer:
-    __slots__ = ("messages", "highest", "went_back", "trace", "close_code", "closed_early")
+    __slots__ = ("messages", "highest", "went_back", "trace", "close_code", "closed_early", "opened")
 
     def __init__(self, traced: bool) -> None:
+        self.opened = False
         self.messages = 0
         self.highest = -1
         self.went_back = 0
@@ -47,6 +53,7 @@ class Viewer:
 async def watch(url: str, origin: str, viewer: Viewer, opened: asyncio.Event, stop: asyncio.Event, failures: list):
     try:
         async with websockets.connect(url, origin=origin, open_timeout=120, ping_interval=None, max_size=2**20) as ws:
+            viewer.opened = True
             opened.set()
             receiver = asyncio.ensure_future(_receive_all(ws, viewer))
             stopper = asyncio.ensure_future(stop.wait())
@@ -63,6 +70,24 @@ async def watch(url: str, origin: str, viewer: Viewer, opened: asyncio.Event, st
 async def _receive_all(ws, viewer: Viewer) -> None:
     async for message in ws:
         viewer.receive(message)
+
+
+async def serve_commands(viewers: list[Viewer]) -> None:
+    """Answers the runner's `WAIT <version> <seconds>` lines on stdin until it closes (see the module's doc)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        command, *words = line.decode().split()
+        if command != "WAIT":
+            print(f"UNKNOWN {command}", flush=True)
+            continue
+        version, deadline = int(words[0]), loop.time() + float(words[1])
+        opened = [viewer for viewer in viewers if viewer.opened]
+        # Polled: it only decides when the runner goes on, never a time that is measured.
+        while (have := sum(viewer.highest >= version for viewer in opened)) < len(opened) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        print(f"HAVE {have} {len(opened)}", flush=True)
 
 
 async def main(args) -> None:
@@ -85,7 +110,10 @@ async def main(args) -> None:
 
     await asyncio.gather(*(start(i, viewer) for i, viewer in enumerate(viewers)))
     print(f"READY {args.count - len(failures)} {len(failures)}", flush=True)
+    commands = asyncio.ensure_future(serve_commands(viewers)) if args.commands else None
     await stop.wait()
+    if commands is not None:
+        commands.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     summary = {
         "failures": failures[:20],
@@ -108,5 +136,6 @@ if __name__ == "__main__":
     parser.add_argument("--traced", type=int, default=100, help="viewers whose every push is kept")
     parser.add_argument("--concurrency", type=int, default=100, help="handshakes in flight")
     parser.add_argument("--output", required=True)
+    parser.add_argument("--commands", action="store_true", help="answer WAIT lines on stdin (see above)")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)
