@@ -63,6 +63,8 @@ screenshots: $(VENV)/.installed
 
 ## make bench-live: 100, 1,000 and 5,000 WebSocket viewers on one poll while votes arrive at 200/s
 ## through the stack (started on CT_HTTP_PORT, default 8090); writes docs/benchmarks.md
+## It also measures "next question": an event's presenter POSTs next, until the question is on 1,000 and 5,000 phones
+## (BENCH_LIVE_ARGS="--only next-question" for that alone)
 bench-live: $(VENV)/.installed
 	$(PY) bench/live/run.py $(BENCH_LIVE_ARGS)
 
