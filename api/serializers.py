@@ -13,6 +13,9 @@ from polls.models import (
     MAX_CHOICES,
     MIN_CHOICES,
     QUESTION_MAX_LENGTH,
+    SCALE_HIGHEST,
+    SCALE_LABEL_MAX_LENGTH,
+    SCALE_LOWEST,
     VOTER_KEY_MAX_LENGTH,
     Poll,
 )
@@ -84,7 +87,23 @@ class PollCreateInput(serializers.Serializer):
         child=TextField(max_length=CHOICE_MAX_LENGTH),
         min_length=MIN_CHOICES,
         max_length=MAX_CHOICES,
-        help_text=f"{MIN_CHOICES} to {MAX_CHOICES} different answers, each up to {CHOICE_MAX_LENGTH} characters.",
+        required=False,
+        help_text=f"{MIN_CHOICES} to {MAX_CHOICES} different answers, each up to {CHOICE_MAX_LENGTH} characters "
+        "(kind `choice`, and only then).",
+    )
+    kind = serializers.ChoiceField(choices=Poll.Kind.choices, required=False, help_text="Default `choice`.")
+    scale_min = WholeNumberField(
+        min_value=SCALE_LOWEST, max_value=SCALE_HIGHEST, required=False, help_text="Kind `scale`: the lowest value (1)."
+    )
+    scale_max = WholeNumberField(
+        min_value=SCALE_LOWEST, max_value=SCALE_HIGHEST, required=False, help_text="Kind `scale`: the highest (5)."
+    )
+    scale_labels = serializers.ListField(
+        child=TextField(max_length=SCALE_LABEL_MAX_LENGTH, allow_blank=True),
+        min_length=2,
+        max_length=2,
+        required=False,
+        help_text="Kind `scale`: [low end's label, high end's label]; either may be empty.",
     )
     description = TextField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
     max_choices = WholeNumberField(
@@ -99,9 +118,20 @@ class PollCreateInput(serializers.Serializer):
 class VoteInput(serializers.Serializer):
     poll = TextField(max_length=64, help_text="The poll's id (its slug).")
     choices = serializers.ListField(
-        child=WholeNumberField(), max_length=MAX_CHOICES, help_text="Ids of the chosen choices of that poll."
+        child=WholeNumberField(),
+        max_length=MAX_CHOICES,
+        required=False,
+        help_text="Ids of the chosen choices of that poll (kind `choice`).",
     )
+    value = WholeNumberField(required=False, help_text="The rating (kind `scale`): `scale_min` to `scale_max`.")
     voter = voter_field(required=False)
+
+    def validate(self, attrs):
+        if ("choices" in attrs) == ("value" in attrs):
+            raise serializers.ValidationError(
+                {"choices": ["Send 'choices' (a poll of choices) or 'value' (a rating scale), one of the two."]}
+            )
+        return attrs
 
 
 class EventQuestionInput(PollCreateInput):
@@ -178,11 +208,18 @@ class PollOutput(serializers.Serializer):
     results_visibility = serializers.ChoiceField(
         choices=Poll.Visibility.choices, help_text="`presenter`: an event's question whose results are not revealed."
     )
+    kind = serializers.ChoiceField(choices=Poll.Kind.choices)
+    scale_min = serializers.IntegerField(allow_null=True, help_text="Kind `scale` only.")
+    scale_max = serializers.IntegerField(allow_null=True, help_text="Kind `scale` only.")
+    scale_labels = serializers.SerializerMethodField(help_text="Kind `scale`: [low, high]; null for other kinds.")
     dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices)
     created_at = serializers.DateTimeField()
 
     def get_closed(self, poll: Poll) -> bool:
         return not poll.is_open()
+
+    def get_scale_labels(self, poll: Poll) -> list[str] | None:
+        return [poll.scale_low_label, poll.scale_high_label] if poll.is_scale else None
 
 
 class PollCreatedOutput(PollOutput):
@@ -206,13 +243,24 @@ class ChoiceResultOutput(ChoiceOutput):
     votes = serializers.IntegerField(help_text="How many ballots picked this choice.")
 
 
+class ScaleValueOutput(serializers.Serializer):
+    value = serializers.IntegerField()
+    votes = serializers.IntegerField()
+
+
 class ResultsOutput(serializers.Serializer):
     poll = serializers.CharField()
     question = serializers.CharField()
     total = serializers.IntegerField(help_text="Ballots counted.")
     closed = serializers.BooleanField()
     version = serializers.IntegerField(help_text="Grows with every counted ballot; never goes back.")
-    choices = ChoiceResultOutput(many=True)
+    kind = serializers.ChoiceField(choices=Poll.Kind.choices)
+    choices = ChoiceResultOutput(many=True, help_text="For a scale, its values as choices (their text is the value).")
+    average = serializers.FloatField(
+        required=False, allow_null=True, help_text="Kind `scale`: the average rating; null before the first ballot."
+    )
+    median = serializers.FloatField(required=False, allow_null=True, help_text="Kind `scale`: the median rating.")
+    distribution = ScaleValueOutput(many=True, required=False, help_text="Kind `scale`: every value from min to max.")
 
 
 class EventStateOutput(serializers.Serializer):

@@ -133,12 +133,9 @@ class VoteCastView(ApiView):
         fields = _validated(serializers.VoteInput, request.data)
         voter_key = fields.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
         ip_address = voters.client_address(request.META)
-        ballot = services.vote_cast(
-            poll=_poll_or_404(fields["poll"]),
-            choice_ids=fields["choices"],
-            voter_key=voter_key,
-            ip_address=ip_address,
-        )
+        poll = _poll_or_404(fields["poll"])
+        choice_ids = services.ballot_choice_ids(poll=poll, choices=fields.get("choices"), value=fields.get("value"))
+        ballot = services.vote_cast(poll=poll, choice_ids=choice_ids, voter_key=voter_key, ip_address=ip_address)
         # Already JSON-ready: VoteOutput documents it; running it would cost a deep copy of its fields per vote.
         body = {"poll": ballot.poll.slug, "choices": ballot.choice_ids, "voter": fields.get("voter")}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -176,8 +173,12 @@ class PollResultsView(ApiView):
             "total": results.total,
             "closed": results.closed,
             "version": results.version,
+            "kind": poll.kind,
             "choices": [{"id": c.id, "text": c.text, "votes": c.votes} for c in results.choices],
         }
+        if results.scale:
+            body["average"], body["median"] = results.scale.average, results.scale.median
+            body["distribution"] = [{"value": value, "votes": votes} for value, votes in results.scale.distribution]
         return Response(body)  # JSON-ready; ResultsOutput documents it (see VoteCastView)
 
 

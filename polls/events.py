@@ -45,10 +45,14 @@ class QuestionInput:
     """One question as a creator gives it: the fields of a poll an event lets them choose."""
 
     question: str
-    choices: Sequence[str]
+    choices: Sequence[str] = ()
     description: str = ""
     max_choices: int = 1
     dedupe: str = Poll.Dedupe.BROWSER
+    kind: str = Poll.Kind.CHOICE
+    scale_min: int | None = None
+    scale_max: int | None = None
+    scale_labels: Sequence[str] = ()
 
 
 def event_create(
@@ -88,6 +92,10 @@ def _question_draft(number: int, question: QuestionInput, token_hash: str):
             max_choices=question.max_choices,
             results_visibility=Poll.Visibility.PRESENTER,
             dedupe=question.dedupe,
+            kind=question.kind,
+            scale_min=question.scale_min,
+            scale_max=question.scale_max,
+            scale_labels=question.scale_labels,
             owner_token_hash=token_hash,  # the presenter's link also opens each question's owner page
         )
     except ValidationError as error:

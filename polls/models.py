@@ -24,6 +24,10 @@ CHOICE_MAX_LENGTH = 120
 MIN_CHOICES = 2
 MAX_CHOICES = 20
 VOTER_KEY_MAX_LENGTH = 64
+# A rating scale runs over whole numbers within these bounds (DESIGN.md, "Question kinds"); its ends may carry a label.
+SCALE_LOWEST, SCALE_HIGHEST = 0, 10
+SCALE_DEFAULT_MIN, SCALE_DEFAULT_MAX = 1, 5
+SCALE_LABEL_MAX_LENGTH = 40
 
 
 def new_slug() -> str:
@@ -48,6 +52,12 @@ class PollQuerySet(models.QuerySet):
 
 
 class Poll(models.Model):
+    class Kind(models.TextChoices):
+        CHOICE = "choice", "Choices"
+        # A rating: its values min..max are its choices (positions 0..max-min), so ballots, tallies,
+        # reconciliation and exports treat it as any poll; only its results add an average and a median.
+        SCALE = "scale", "Rating scale"
+
     class Visibility(models.TextChoices):
         ALWAYS = "always", "Always"
         AFTER_VOTE = "after_vote", "After voting"
@@ -62,6 +72,7 @@ class Poll(models.Model):
         NONE = "none", "No limit"
 
     slug = models.CharField(max_length=16, unique=True, default=new_slug, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.CHOICE, db_default=Kind.CHOICE)
     question = models.CharField(max_length=QUESTION_MAX_LENGTH)
     description = models.TextField(max_length=DESCRIPTION_MAX_LENGTH, blank=True)
     max_choices = models.PositiveSmallIntegerField(default=1)
@@ -78,6 +89,11 @@ class Poll(models.Model):
     # Set when the archiving task closed it for want of activity (polls.upkeep.polls_archive_idle).
     archived_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    # A rating scale's range and its end labels (kind "scale" only).
+    scale_min = models.SmallIntegerField(null=True, blank=True)
+    scale_max = models.SmallIntegerField(null=True, blank=True)
+    scale_low_label = models.CharField(max_length=SCALE_LABEL_MAX_LENGTH, blank=True, default="", db_default="")
+    scale_high_label = models.CharField(max_length=SCALE_LABEL_MAX_LENGTH, blank=True, default="", db_default="")
     # Set for an event's questions: the event's presenter opens and closes them (polls/events.py).
     event = models.ForeignKey("Event", null=True, blank=True, on_delete=models.CASCADE, related_name="questions")
     event_position = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -109,6 +125,10 @@ class Poll(models.Model):
     @property
     def is_multiple_choice(self) -> bool:
         return self.max_choices > 1
+
+    @property
+    def is_scale(self) -> bool:
+        return self.kind == self.Kind.SCALE
 
     @property
     def group_name(self) -> str:

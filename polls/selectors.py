@@ -4,6 +4,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 from django.conf import settings
@@ -41,6 +42,16 @@ class ChoiceResult:
 
 
 @dataclass(frozen=True)
+class ScaleSummary:
+    """A rating scale's results: every value with its votes, and their average and median (None before
+    the first ballot)."""
+
+    distribution: list[tuple[int, int]]
+    average: float | None
+    median: float | None
+
+
+@dataclass(frozen=True)
 class PollResults:
     poll: Poll
     total: int
@@ -51,6 +62,29 @@ class PollResults:
     @property
     def leader_votes(self) -> int:
         return max((choice.votes for choice in self.choices), default=0)
+
+    @cached_property
+    def scale(self) -> ScaleSummary | None:
+        return _scale_summary(self.poll, self.choices) if self.poll.is_scale else None
+
+
+def _scale_summary(poll: Poll, choices: list[ChoiceResult]) -> ScaleSummary:
+    # A scale's choices are its values in order (polls.models.Poll.Kind.SCALE).
+    distribution = [(poll.scale_min + position, choice.votes) for position, choice in enumerate(choices)]
+    ballots = sum(votes for _, votes in distribution)
+    if not ballots:
+        return ScaleSummary(distribution, None, None)
+
+    def nth(index: int) -> int:  # the index-th value (from 0) of the ballots sorted by value
+        for value, votes in distribution:
+            if index < votes:
+                return value
+            index -= votes
+        raise IndexError(index)
+
+    average = sum(value * votes for value, votes in distribution) / ballots
+    median = (nth((ballots - 1) // 2) + nth(ballots // 2)) / 2
+    return ScaleSummary(distribution, round(average, 2), median)
 
 
 def poll_get(*, slug: str) -> Poll:

@@ -28,6 +28,11 @@ from polls.models import (
     CHOICE_MAX_LENGTH,
     MAX_CHOICES,
     MIN_CHOICES,
+    SCALE_DEFAULT_MAX,
+    SCALE_DEFAULT_MIN,
+    SCALE_HIGHEST,
+    SCALE_LABEL_MAX_LENGTH,
+    SCALE_LOWEST,
     VOTER_KEY_MAX_LENGTH,
     Ballot,
     Choice,
@@ -81,6 +86,12 @@ class InvalidChoices(VoteRejected):
     message = "Pick one of the poll's choices."
 
 
+class InvalidValue(InvalidChoices):
+    """A rating off its scale, or a vote of the wrong kind (a value for choices, choices for a scale)."""
+
+    message = "Pick a value on the scale."
+
+
 class VoterRequired(VoteRejected):
     message = "A voter key is required to vote in this poll."
 
@@ -105,13 +116,17 @@ class CastBallot:
 def poll_create(
     *,
     question: str,
-    choices: Sequence[str],
+    choices: Sequence[str] = (),
     description: str = "",
     max_choices: int = 1,
     opens_at: datetime | None = None,
     closes_at: datetime | None = None,
     results_visibility: str = Poll.Visibility.ALWAYS,
     dedupe: str = Poll.Dedupe.BROWSER,
+    kind: str = Poll.Kind.CHOICE,
+    scale_min: int | None = None,
+    scale_max: int | None = None,
+    scale_labels: Sequence[str] = (),
     ip_address: str | None = None,
 ) -> tuple[Poll, str]:
     """Creates a poll and its choices; returns the poll and its owner token.
@@ -130,6 +145,10 @@ def poll_create(
         closes_at=closes_at,
         results_visibility=results_visibility,
         dedupe=dedupe,
+        kind=kind,
+        scale_min=scale_min,
+        scale_max=scale_max,
+        scale_labels=scale_labels,
         owner_token_hash=hash_owner_token(owner_token),
     )
     rate_limit_check(action="create", ip_address=ip_address)
@@ -149,18 +168,36 @@ class PollDraft:
 def poll_draft(
     *,
     question: str,
-    choices: Sequence[str],
+    choices: Sequence[str] = (),
     description: str = "",
     max_choices: int = 1,
     opens_at: datetime | None = None,
     closes_at: datetime | None = None,
     results_visibility: str = Poll.Visibility.ALWAYS,
     dedupe: str = Poll.Dedupe.BROWSER,
+    kind: str = Poll.Kind.CHOICE,
+    scale_min: int | None = None,
+    scale_max: int | None = None,
+    scale_labels: Sequence[str] = (),
     owner_token_hash: str,
 ) -> PollDraft:
     """Checks a new poll (raises `ValidationError` per field) without saving it: `poll_create` and
     `polls.events.event_create` save what it returns."""
     texts = [text.strip() for text in choices if text and text.strip()]
+    labels = ["", ""]
+    if kind == Poll.Kind.SCALE:
+        if texts:
+            raise ValidationError({"choices": "A rating scale has no choices: its values are what voters pick."})
+        scale_min = SCALE_DEFAULT_MIN if scale_min is None else scale_min
+        scale_max = SCALE_DEFAULT_MAX if scale_max is None else scale_max
+        labels = _scale_labels(scale_labels)
+        if not SCALE_LOWEST <= scale_min < scale_max <= SCALE_HIGHEST:
+            raise ValidationError(
+                {"scale_max": f"A scale runs from {SCALE_LOWEST} to {SCALE_HIGHEST} at most, its top above its bottom."}
+            )
+        texts, max_choices = [str(value) for value in range(scale_min, scale_max + 1)], 1
+    elif scale_min is not None or scale_max is not None or any(scale_labels):
+        raise ValidationError({"kind": "Only a rating scale (kind 'scale') has a range and end labels."})
     _validate_choices(texts, max_choices=max_choices)
     now = timezone.now()
     if closes_at is not None and closes_at <= now:
@@ -175,6 +212,11 @@ def poll_draft(
         closes_at=closes_at,
         results_visibility=results_visibility,
         dedupe=dedupe,
+        kind=kind,
+        scale_min=scale_min if kind == Poll.Kind.SCALE else None,
+        scale_max=scale_max if kind == Poll.Kind.SCALE else None,
+        scale_low_label=labels[0],
+        scale_high_label=labels[1],
         owner_token_hash=owner_token_hash,
     )
     poll.full_clean(exclude=["slug", "event"])
@@ -206,6 +248,32 @@ def _poll_created(poll: Poll) -> None:
         pipeline.execute()
     except redis.RedisError:
         logger.warning("Redis unavailable: new poll %s not cached; its first reader loads and counts it", poll.slug)
+
+
+def _scale_labels(given: Sequence[str]) -> list[str]:
+    labels = [(label or "").strip() for label in given] or ["", ""]
+    if len(labels) != 2:
+        raise ValidationError(
+            {"scale_labels": "Give two labels, for the low end and the high end (either may be empty)."}
+        )
+    if any(len(label) > SCALE_LABEL_MAX_LENGTH for label in labels):
+        raise ValidationError({"scale_labels": f"Each label can be at most {SCALE_LABEL_MAX_LENGTH} characters."})
+    return labels
+
+
+def ballot_choice_ids(*, poll: Poll, choices: Sequence[int] | None = None, value: object = None) -> list[int]:
+    """The choice ids a vote sent as `choices` (a poll of choices) or as a rating's `value` (a scale,
+    whose values are its choices in order) stands for. Raises `InvalidValue` when the vote is of the
+    other kind or its value is off the scale; the choices themselves are checked by `vote_cast`."""
+    if not poll.is_scale:
+        if value is not None:
+            raise InvalidValue("This poll is not a rating scale: send 'choices', not 'value'.")
+        return list(choices or [])
+    if value is None:
+        raise InvalidValue(f"This poll is a rating scale: send a 'value' from {poll.scale_min} to {poll.scale_max}.")
+    if isinstance(value, bool) or not isinstance(value, int) or not poll.scale_min <= value <= poll.scale_max:
+        raise InvalidValue(f"Pick a whole number from {poll.scale_min} to {poll.scale_max}.")
+    return [list(poll.choices.all())[value - poll.scale_min].id]
 
 
 def _validate_choices(texts: list[str], *, max_choices: int) -> None:

@@ -17,6 +17,9 @@ from polls.models import (
     MAX_CHOICES,
     MIN_CHOICES,
     QUESTION_MAX_LENGTH,
+    SCALE_HIGHEST,
+    SCALE_LABEL_MAX_LENGTH,
+    SCALE_LOWEST,
     Poll,
 )
 
@@ -99,7 +102,12 @@ class BrowserTimeZoneMixin:
 class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     question = forms.CharField(max_length=QUESTION_MAX_LENGTH)
     description = forms.CharField(max_length=DESCRIPTION_MAX_LENGTH, required=False, widget=forms.Textarea)
+    kind = forms.ChoiceField(choices=Poll.Kind, required=False)
     choices = ChoiceRowsField(error_messages={"required": "Give at least 2 choices."})
+    scale_min = forms.IntegerField(min_value=SCALE_LOWEST, max_value=SCALE_HIGHEST, required=False)
+    scale_max = forms.IntegerField(min_value=SCALE_LOWEST, max_value=SCALE_HIGHEST, required=False)
+    scale_low_label = forms.CharField(max_length=SCALE_LABEL_MAX_LENGTH, required=False)
+    scale_high_label = forms.CharField(max_length=SCALE_LABEL_MAX_LENGTH, required=False)
     allow_multiple = forms.BooleanField(required=False)
     max_choices = forms.IntegerField(min_value=1, max_value=MAX_CHOICES, required=False)
     closes_at = LocalDateTimeField(required=False)
@@ -109,6 +117,11 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
 
     def clean(self):
         data = super().clean()
+        data["kind"] = data.get("kind") or Poll.Kind.CHOICE
+        if data["kind"] == Poll.Kind.SCALE:
+            # The choice rows are hidden for a scale (CSS), and what they held does not count.
+            self.errors.pop("choices", None)
+            data["choices"] = []
         if not data.get("allow_multiple"):
             # The maximum is hidden unless multiple choice is on: whatever it held does not count, valid or not.
             self.errors.pop("max_choices", None)
@@ -123,18 +136,15 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        return {
-            key: data[key]
-            for key in (
-                "question",
-                "description",
-                "choices",
-                "max_choices",
-                "closes_at",
-                "results_visibility",
-                "dedupe",
-            )
-        }
+        fields = ("question", "description", "kind", "choices", "max_choices", "closes_at", "results_visibility")
+        given = {key: data[key] for key in (*fields, "dedupe")}
+        if data["kind"] == Poll.Kind.SCALE:  # the scale's fields count only for a scale, as the form shows them
+            given |= {
+                "scale_min": data["scale_min"],
+                "scale_max": data["scale_max"],
+                "scale_labels": [data["scale_low_label"], data["scale_high_label"]],
+            }
+        return given
 
 
 class VoteForm(forms.Form):
@@ -169,31 +179,46 @@ class VoidBurstForm(forms.Form):
         return minute_from_number(self.cleaned_data["minute"])
 
 
+# A question's second line that makes it a rating scale: "scale 1-5", or with end labels "scale 0-10: Never / Surely".
+_SCALE_LINE = re.compile(r"^scale\s+(\d+)\s*(?:-|to)\s*(\d+)\s*(?::\s*(.*?)\s*/\s*(.*?))?\s*$", re.IGNORECASE)
+
+
 class EventCreateForm(forms.Form):
     """An event typed as plain text: one block per question, its first line the question and each next
-    line a choice, blocks separated by a blank line. No JavaScript needed to add questions or choices."""
+    line a choice, blocks separated by a blank line; a block whose second line reads "scale 1-5" (or
+    "scale 1-5: low / high") is a rating scale. No JavaScript needed to add questions or choices."""
 
     title = forms.CharField(max_length=EVENT_TITLE_MAX_LENGTH, label="Event title")
     questions = forms.CharField(
         label="Questions",
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "true"}),
         help_text=(
-            "First line: the question. Next lines: its choices, one per line. A blank line starts the next question."
+            "First line: the question. Next lines: its choices, one per line, or “scale 1-5” (with end labels: "
+            "“scale 1-5: Bad / Great”) for a rating. A blank line starts the next question."
         ),
     )
 
     def clean_questions(self) -> list[QuestionInput]:
         text = self.cleaned_data["questions"].replace("\r\n", "\n")
         blocks = [block for block in re.split(r"\n\s*\n", text) if block.strip()]
-        questions = []
-        for number, block in enumerate(blocks, start=1):
-            lines = [line.strip() for line in block.split("\n") if line.strip()]
-            if len(lines) < 1 + MIN_CHOICES:
-                raise forms.ValidationError(
-                    f"Question {number} needs at least {MIN_CHOICES} choices, each on its own line under it."
-                )
-            questions.append(QuestionInput(question=lines[0], choices=lines[1:]))
-        return questions
+        return [self._question(number, block) for number, block in enumerate(blocks, start=1)]
+
+    @staticmethod
+    def _question(number: int, block: str) -> QuestionInput:
+        lines = [line.strip() for line in block.split("\n") if line.strip()]
+        scale = _SCALE_LINE.match(lines[1]) if len(lines) == 2 else None
+        if scale:
+            low, high = int(scale[1]), int(scale[2])
+            labels = [scale[3] or "", scale[4] or ""]
+            return QuestionInput(
+                question=lines[0], kind=Poll.Kind.SCALE, scale_min=low, scale_max=high, scale_labels=labels
+            )
+        if len(lines) < 1 + MIN_CHOICES:
+            raise forms.ValidationError(
+                f"Question {number} needs at least {MIN_CHOICES} choices, each on its own line under it "
+                "(or “scale 1-5” for a rating)."
+            )
+        return QuestionInput(question=lines[0], choices=lines[1:])
 
 
 class EventControlForm(forms.Form):

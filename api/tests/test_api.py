@@ -450,6 +450,7 @@ def test_results_count_ballots_and_selections(client, django_capture_on_commit_c
         "total": 2,
         "closed": False,
         "version": body["version"],
+        "kind": "choice",
         "choices": [
             {"id": tea, "text": "Tea", "votes": 2},
             {"id": coffee, "text": "Coffee", "votes": 1},

@@ -205,3 +205,18 @@ def test_the_phone_count_fragment_answers_the_console(event_setup):
     event, _, token = event_setup
     fragment = Client().get(console(event, token, "phones/")).content.decode()
     assert re.search(r"<strong>0</strong> phones connected", fragment)
+
+
+def test_the_create_form_reads_a_scale_line_as_a_rating_question():
+    text = "Tea or coffee?\nTea\nCoffee\n\nHow was it?\nscale 0-10: Dull / Brilliant\n\nAgain?\nscale 1 to 5"
+    response = Client().post("/events/new/", {"title": "Talk", "questions": text})
+    assert response.status_code == 302
+    first, rating, plain = events.event_questions(event=Event.objects.get())
+    assert (first.kind, rating.kind, plain.kind) == ("choice", "scale", "scale")
+    assert (rating.scale_min, rating.scale_max, rating.scale_low_label, rating.scale_high_label) == (
+        0,
+        10,
+        "Dull",
+        "Brilliant",
+    )
+    assert (plain.scale_min, plain.scale_max, plain.scale_low_label) == (1, 5, "")

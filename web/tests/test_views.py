@@ -213,7 +213,7 @@ def test_the_poll_page_shows_radio_buttons_for_a_single_choice_poll(client, poll
 @HTMX_CASES
 def test_each_vote_option_is_labelled_by_its_own_choice_text(client, poll, headers):
     html = client.get(poll.url(), **headers).content.decode()
-    options = re.findall(r'<label class="vote-option">\s*<input ([^>]*)>\s*<span>([^<]*)</span>', html)
+    options = re.findall(r'<label class="vote-option">\s*<input ([^>]*)>\s*<span[^>]*>([^<]*)</span>', html)
     assert [text for _, text in options] == ["Databases", "Browsers", "Compilers"]
     assert not any("aria-label" in attributes for attributes, _ in options)
 
