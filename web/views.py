@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from crowdtick.health import readiness
 from polls import ballot_audit, jobs, selectors, services, voters
-from polls.models import Poll
+from polls.models import MAX_CHOICES, Poll
 from polls.ratelimit import RateLimited
 from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSettingsForm, VoidBurstForm, VoteForm
 from web.voter import remember_voter, voter_key_for
@@ -102,8 +102,13 @@ def poll_create(request: HttpRequest) -> HttpResponse:
     form = PollCreateForm(request.POST)
     rows = request.POST.getlist("choices")
     if "add_choice" in request.POST:
-        # The no-JavaScript way to add a row: show the same form again with one more.
-        return TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows + [""], "adding": True})
+        # The no-JavaScript way to add a row: show the same form again with one more, up to the maximum.
+        context = {"form": form, "choice_rows": rows, "adding": True}
+        if len(rows) >= MAX_CHOICES:
+            context["rows_full"] = f"A poll can have at most {MAX_CHOICES} choices."
+        else:
+            context["choice_rows"] = rows + [""]
+        return TemplateResponse(request, "landing.html", context)
     status, retry_after = 400, None
     if form.is_valid():
         try:
@@ -160,7 +165,9 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
             context = _results_context(request, poll, has_voted=True) | {"just_voted": True}
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
-    context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form}
+    # What the voter ticked stays ticked: a refused vote never makes them start over.
+    picked = {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
+    context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form, "picked": picked}
     template = "poll.html#poll-body" if request.htmx else "poll.html"
     response = TemplateResponse(request, template, context, status=status)
     return remember_voter(request, with_retry_after(response, retry_after))

@@ -51,13 +51,40 @@
     if (allow) { allow.addEventListener("change", syncMaxChoices); }
   });
 
+  // The browser's own limits, so a voter never ticks what the server would refuse (the server still checks):
+  // once a "pick up to N" form has N ticks, the other boxes wait; the create form adds no row past the maximum.
+  function limitPicks(root) {
+    root.querySelectorAll("[data-max-choices]").forEach(function (fieldset) {
+      var max = parseInt(fieldset.dataset.maxChoices, 10);
+      var boxes = fieldset.querySelectorAll("input[type=checkbox]");
+      var ticked = fieldset.querySelectorAll("input[type=checkbox]:checked").length;
+      boxes.forEach(function (box) { box.disabled = !box.checked && ticked >= max; });
+    });
+  }
+
+  function limitChoiceRows() {
+    var list = document.getElementById("choice-list");
+    var add = document.querySelector("[data-add-choice]");
+    if (!list || !add) { return; }
+    var full = list.querySelectorAll("input").length >= parseInt(add.dataset.maxRows, 10);
+    add.disabled = full;
+    add.setAttribute("aria-disabled", full ? "true" : "false");
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("[data-max-choices] input[type=checkbox]")) { limitPicks(document); }
+  });
+  document.addEventListener("DOMContentLoaded", function () { limitPicks(document); limitChoiceRows(); });
+
   // A new choice row was swapped in: give it its number, as the server does for the first rows, and put the cursor there.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "choice-list") {
       var inputs = event.detail.target.querySelectorAll("input");
       inputs.forEach(function (input, index) { input.setAttribute("aria-label", "Choice " + (index + 1)); });
       if (inputs.length) { inputs[inputs.length - 1].focus(); }
+      limitChoiceRows();
     }
+    limitPicks(event.detail.target);
     enableCopyButtons(event.detail.target);
   });
 })();
