@@ -169,3 +169,25 @@ def test_phones_are_counted_for_the_console_and_screens_are_not():
         return while_connected
 
     assert async_to_sync(scenario)() == 2
+
+
+def test_ending_the_event_reaches_every_screen_within_a_tick():
+    event, _, token = make_event()
+    event = control(control(event, "next"), "open")
+
+    async def scenario():
+        phone = connect(f"/ws/events/{event.code}/")
+        screen = connect(f"/ws/events/{event.code}/live/")
+        for ws in (phone, screen):
+            await ws.connect()
+            await ws.receive_from(timeout=2)
+        await sync_to_async(control)(event, "end")
+        await Broadcaster(get_channel_layer()).tick()
+        seen = [await phone.receive_from(timeout=2), await screen.receive_from(timeout=2)]
+        for ws in (phone, screen):
+            await ws.disconnect()
+        return seen
+
+    phone, screen = async_to_sync(scenario)()
+    assert "This event has ended" in phone and 'name="choice"' not in phone
+    assert "This event has ended" in screen
