@@ -135,6 +135,10 @@ class Poll(models.Model):
         """The channel-layer group its live viewers join."""
         return f"poll.{self.slug}"
 
+    def is_upcoming(self, now: datetime | None = None) -> bool:
+        """Not open yet: its opening time is ahead (and its owner did not close it)."""
+        return not self.closed and self.opens_at is not None and (now or timezone.now()) < self.opens_at
+
     def is_open(self, now: datetime | None = None) -> bool:
         now = now or timezone.now()
         if self.closed:

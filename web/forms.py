@@ -78,7 +78,7 @@ class LocalDateTimeField(forms.DateTimeField):
 
 
 class BrowserTimeZoneMixin:
-    """Reads `closes_at` as wall-clock time in the browser's zone (the hidden `tz` field).
+    """Reads `opens_at` and `closes_at` as wall-clock time in the browser's zone (the hidden `tz` field).
 
     Without JavaScript no zone is sent and the time is read as UTC, which the form says.
     """
@@ -91,11 +91,12 @@ class BrowserTimeZoneMixin:
 
     def clean(self):
         data = super().clean()
-        closes_at = data.get("closes_at")
-        if closes_at is not None:
-            # Django read the naive input as UTC; re-read the same wall-clock time in the browser's zone.
-            naive = timezone.make_naive(closes_at, UTC)
-            data["closes_at"] = timezone.make_aware(naive, data.get("tz") or zoneinfo.ZoneInfo("UTC"))
+        for name in ("opens_at", "closes_at"):
+            moment = data.get(name)
+            if moment is not None:
+                # Django read the naive input as UTC; re-read the same wall-clock time in the browser's zone.
+                naive = timezone.make_naive(moment, UTC)
+                data[name] = timezone.make_aware(naive, data.get("tz") or zoneinfo.ZoneInfo("UTC"))
         return data
 
 
@@ -110,6 +111,7 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     scale_high_label = forms.CharField(max_length=SCALE_LABEL_MAX_LENGTH, required=False)
     allow_multiple = forms.BooleanField(required=False)
     max_choices = forms.IntegerField(min_value=1, max_value=MAX_CHOICES, required=False)
+    opens_at = LocalDateTimeField(required=False)
     closes_at = LocalDateTimeField(required=False)
     results_visibility = results_visibility_field(initial=Poll.Visibility.ALWAYS)
     dedupe = forms.ChoiceField(choices=Poll.Dedupe, initial=Poll.Dedupe.BROWSER)
@@ -136,7 +138,8 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
-        fields = ("question", "description", "kind", "choices", "max_choices", "closes_at", "results_visibility")
+        fields = ("question", "description", "kind", "choices", "max_choices", "opens_at", "closes_at")
+        fields += ("results_visibility",)
         given = {key: data[key] for key in (*fields, "dedupe")}
         if data["kind"] == Poll.Kind.SCALE:  # the scale's fields count only for a scale, as the form shows them
             given |= {
