@@ -22,11 +22,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from polls.models import EVENT_MAX_QUESTIONS, MAX_CHOICES, Ballot, Event, Poll, hash_owner_token, new_event_code
+from polls.models import EVENT_MAX_QUESTIONS, Ballot, Event, Poll, hash_owner_token, new_event_code
 from polls.presence import event_phones_connected as event_phones_connected
 from polls.ratelimit import rate_limit_check
 from polls.records import polls_with_choices
 from polls.selectors import PollResults, poll_get, poll_results
+from polls.selectors import mine_positions as mine_positions  # the phones' marks, as on a poll's page
 from polls.services import poll_draft, poll_draft_save
 from polls.tallies.changes import tally_mark_changed
 
@@ -297,13 +298,6 @@ def event_get_for_owner(*, code: str, token: str) -> Event:
     return event
 
 
-def event_get_for_token(*, slug: str, token: str) -> Event:
-    event = Event.objects.get(slug=slug)
-    if not event.owner_token_matches(token):
-        raise Event.DoesNotExist
-    return event
-
-
 def event_questions(*, event: Event) -> list[Poll]:
     """The event's questions in order, with their choices (two queries)."""
     polls = polls_with_choices(poll_ids=event.questions.values_list("id", flat=True))
@@ -368,12 +362,6 @@ def event_display(
     return EventDisplay(
         event=event, state=event_state(event=event, active=question, now=now), question=question, results=results
     )
-
-
-def mine_positions(mask: int) -> str:
-    """The choice positions of a ballot's bit mask as the words pages mark them by ("p0 p3"): each
-    results bar carries its `data-pick="p<position>"`, and the stylesheet marks those in `data-mine`."""
-    return " ".join(f"p{position}" for position in range(MAX_CHOICES) if mask >> position & 1)
 
 
 def events_showing(*, poll_ids) -> list[Event]:

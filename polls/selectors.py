@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from polls.ballot_audit import BallotAudit, ballot_audit
 from polls.exports import poll_export_file, poll_export_pending, poll_export_written_at
-from polls.models import SLUG_ALPHABET, Ballot, Poll
+from polls.models import MAX_CHOICES, SLUG_ALPHABET, Ballot, Poll
 from polls.poll_cache import poll_cached, poll_cached_with_tally
 from polls.records import poll_ids_with_ballots_since as poll_ids_with_ballots_since  # offered to every door
 from polls.records import polls_with_choices as polls_with_choices
@@ -254,20 +254,35 @@ def poll_export_inline(*, poll: Poll) -> bool:
     return tally_get(poll).total <= settings.EXPORT_INLINE_MAX_BALLOTS
 
 
-# "Has this browser voted", asked by every page a returning browser opens. Written out because the
-# ORM took longer to build this query than PostgreSQL takes to answer it (docs/benchmarks.md).
-_HAS_VOTED = f"SELECT 1 FROM {Ballot._meta.db_table} WHERE poll_id = %s AND voter_key = %s LIMIT 1"
+# "Has this browser voted, and what did it pick", asked by every page a returning browser opens.
+# Written out because the ORM took longer to build this query than PostgreSQL takes to answer it
+# (docs/benchmarks.md).
+_VOTER_PICK = f"SELECT choice_mask FROM {Ballot._meta.db_table} WHERE poll_id = %s AND voter_key = %s LIMIT 1"
+
+
+def voter_pick(*, poll: Poll, voter_key: str | None) -> int | None:
+    """The choice bit mask of this browser's ballot in `poll` (its first, where every submission
+    counts), or None when it has not voted."""
+    if not voter_key:
+        return None
+    if poll.dedupe != Poll.Dedupe.NONE:  # the common case: one exact lookup in ballot_unique_voter
+        with connection.cursor() as cursor:
+            cursor.execute(_VOTER_PICK, [poll.id, voter_key])
+            row = cursor.fetchone()
+            return None if row is None else row[0]
+    # Polls without duplicate protection store each of a voter's ballots as "<key>~<random>".
+    mine = Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~")
+    return Ballot.objects.filter(mine, poll=poll).order_by("submitted_at").values_list("choice_mask", flat=True).first()
 
 
 def voter_has_voted(*, poll: Poll, voter_key: str | None) -> bool:
-    if not voter_key:
-        return False
-    if poll.dedupe != Poll.Dedupe.NONE:  # the common case: one exact lookup in ballot_unique_voter
-        with connection.cursor() as cursor:
-            cursor.execute(_HAS_VOTED, [poll.id, voter_key])
-            return cursor.fetchone() is not None
-    # Polls without duplicate protection store each of a voter's ballots as "<key>~<random>".
-    return Ballot.objects.filter(Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~"), poll=poll).exists()
+    return voter_pick(poll=poll, voter_key=voter_key) is not None
+
+
+def mine_positions(mask: int) -> str:
+    """The choice positions of a ballot's bit mask as the words pages mark them by ("p0 p3"): each
+    results bar carries its `data-pick="p<position>"`, and the stylesheet marks those in `data-mine`."""
+    return " ".join(f"p{position}" for position in range(MAX_CHOICES) if mask >> position & 1)
 
 
 @dataclass(frozen=True)

@@ -61,23 +61,26 @@ def _results_context(
     *,
     is_owner: bool = False,
     voter_key: str | None = None,
-    has_voted: bool = False,
+    voted_mask: int | None = None,
     cached_tally: dict[str, str] | None = None,
 ) -> dict:
     """What every results-showing page needs; `voter_key` overrides the cookie's (a first vote sets it).
 
-    `has_voted=True` when the caller knows (the vote just counted): it saves a database lookup per vote.
-    `cached_tally` is the tally read with the poll (`_poll_with_tally_or_404`), if it was.
+    `voted_mask` is the ballot the caller knows was just counted (its choice bits): it saves a
+    database lookup per vote. Otherwise this browser's ballot is looked up, to show "you voted" and
+    mark its own pick. `cached_tally` is the tally read with the poll (`_poll_with_tally_or_404`).
     """
-    if not has_voted:  # every page shows the vote form or "you voted": always worth knowing here
+    if voted_mask is None:  # every page shows the vote form or "you voted": always worth knowing here
         voter_key = voter_key or voters.voter_key_from_cookies(request.COOKIES)
-        has_voted = selectors.voter_has_voted(poll=poll, voter_key=voter_key)
+        voted_mask = selectors.voter_pick(poll=poll, voter_key=voter_key)
+    has_voted = voted_mask is not None
     seen = selectors.poll_results_for_viewer(
         poll=poll, has_voted=has_voted, is_owner=is_owner, cached_tally=cached_tally
     )
     return {
         "poll": poll,
         "has_voted": has_voted,
+        "mine": selectors.mine_positions(voted_mask) if has_voted else "",
         "results": seen.results,
         "hidden_reason": seen.hidden_reason,
         "share_url": share_url(request, poll),
@@ -150,7 +153,7 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
     status, retry_after = 400, None
     if form.is_valid():
         try:
-            services.vote_cast(
+            cast = services.vote_cast(
                 poll=poll,
                 choice_ids=form.cleaned_data["choice"],
                 voter_key=voter_key_for(request),
@@ -163,7 +166,8 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             if not request.htmx:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
-            context = _results_context(request, poll, has_voted=True) | {"just_voted": True}
+            mask = sum(choice.bit for choice in poll.choices.all() if choice.id in cast.choice_ids)
+            context = _results_context(request, poll, voted_mask=mask) | {"just_voted": True}
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
     # What the voter ticked stays ticked: a refused vote never makes them start over.
     picked = {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
