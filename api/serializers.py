@@ -189,6 +189,9 @@ class PollOutput(serializers.Serializer):
     """A poll as the API shows it, read from the poll itself (`context["request"]` makes its links absolute)."""
 
     id = serializers.CharField(source="slug", help_text="The poll's slug: use it in every other call.")
+    code = serializers.CharField(
+        allow_null=True, help_text="6 digits a phone types at /join/ (null for an event's question, or once archived)."
+    )
     url = serializers.HyperlinkedIdentityField(
         view_name="web:poll", lookup_field="slug", help_text="The poll's page, to share."
     )

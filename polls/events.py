@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from polls.models import EVENT_MAX_QUESTIONS, Ballot, Event, Poll, hash_owner_token, new_event_code
+from polls.join_codes import join_code_claim
+from polls.models import EVENT_MAX_QUESTIONS, Ballot, Event, Poll, hash_owner_token
 from polls.presence import event_phones_connected as event_phones_connected
 from polls.ratelimit import rate_limit_check
 from polls.records import polls_with_choices
@@ -36,9 +37,6 @@ logger = logging.getLogger(__name__)
 ACTIONS = ("next", "previous", "goto", "open", "close", "reveal", "hide", "end")
 WINDOW_MIN_SECONDS = 5
 WINDOW_MAX_SECONDS = 3600
-# Attempts at a join code not in use: with a million codes and a few thousand live events, a
-# clash is rare and three in a row rarer than a failing disk.
-CODE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -72,11 +70,12 @@ def event_create(
     owner_token = secrets.token_urlsafe(32)
     token_hash = hash_owner_token(owner_token)
     drafts = [_question_draft(number, question, token_hash) for number, question in enumerate(questions, start=1)]
-    event = Event(title=title, owner_token_hash=token_hash, question_count=len(drafts), code=new_event_code())
+    event = Event(title=title, owner_token_hash=token_hash, question_count=len(drafts))
     event.full_clean(exclude=["slug", "code", "active"])
     rate_limit_check(action="create", ip_address=ip_address)
     with transaction.atomic():
-        _save_with_free_code(event)
+        event.code = join_code_claim()
+        event.save()
         polls = []
         for position, draft in enumerate(drafts):
             draft.poll.event, draft.poll.event_position = event, position
@@ -115,19 +114,6 @@ def _fields(error: ValidationError) -> list[tuple[str, list[str]]]:
             for field, texts in error.error_dict.items()
         ]
     return [("__all__", error.messages)]
-
-
-def _save_with_free_code(event: Event) -> None:
-    """Saves a new event under a join code no event still running uses."""
-    for attempt in range(CODE_ATTEMPTS):
-        try:
-            with transaction.atomic():  # a savepoint: a clash leaves the outer transaction usable
-                event.save()
-            return
-        except IntegrityError:
-            if attempt == CODE_ATTEMPTS - 1 or Event.objects.filter(slug=event.slug).exists():
-                raise
-            event.code = new_event_code()
 
 
 def event_control(*, event: Event, action: str, question: str | None = None, seconds: int | None = None) -> Event:

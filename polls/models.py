@@ -24,6 +24,9 @@ CHOICE_MAX_LENGTH = 120
 MIN_CHOICES = 2
 MAX_CHOICES = 20
 VOTER_KEY_MAX_LENGTH = 64
+# The join code: 6 digits, typed on a phone from the big screen. Unique among events not ended and
+# polls not archived (polls/join_codes.py), so a million codes serve far more than run at once.
+EVENT_CODE_DIGITS = 6
 # A rating scale runs over whole numbers within these bounds (DESIGN.md, "Question kinds"); its ends may carry a label.
 SCALE_LOWEST, SCALE_HIGHEST = 0, 10
 SCALE_DEFAULT_MIN, SCALE_DEFAULT_MAX = 1, 5
@@ -72,6 +75,9 @@ class Poll(models.Model):
         NONE = "none", "No limit"
 
     slug = models.CharField(max_length=16, unique=True, default=new_slug, editable=False)
+    # Its join code (polls/join_codes.py): typed in the landing page's join box, shown on the kiosk.
+    # None for an event's questions (their event's code joins them) and once archived.
+    code = models.CharField(max_length=EVENT_CODE_DIGITS, null=True, blank=True, editable=False)  # noqa: DJ001
     kind = models.CharField(max_length=8, choices=Kind, default=Kind.CHOICE, db_default=Kind.CHOICE)
     question = models.CharField(max_length=QUESTION_MAX_LENGTH)
     description = models.TextField(max_length=DESCRIPTION_MAX_LENGTH, blank=True)
@@ -112,6 +118,9 @@ class Poll(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(
+                fields=["code"], name="poll_unique_open_code", condition=models.Q(archived_at=None, code__isnull=False)
+            ),
             models.UniqueConstraint(
                 fields=["event", "event_position"],
                 name="poll_unique_event_position",
@@ -154,15 +163,8 @@ class Poll(models.Model):
         return hmac.compare_digest(self.owner_token_hash, hash_owner_token(token))
 
 
-# The join code: 6 digits, typed on a phone from the big screen. Unique among events not ended, so
-# a million codes serve far more events than run at once; an ended event gives its code back.
-EVENT_CODE_DIGITS = 6
 EVENT_TITLE_MAX_LENGTH = 200
 EVENT_MAX_QUESTIONS = 50
-
-
-def new_event_code() -> str:
-    return f"{secrets.randbelow(10**EVENT_CODE_DIGITS):0{EVENT_CODE_DIGITS}d}"
 
 
 class Event(models.Model):
@@ -179,7 +181,7 @@ class Event(models.Model):
         CLOSED = "closed", "Closed"
 
     slug = models.CharField(max_length=16, unique=True, default=new_slug, editable=False)
-    code = models.CharField(max_length=EVENT_CODE_DIGITS, default=new_event_code, editable=False)
+    code = models.CharField(max_length=EVENT_CODE_DIGITS, editable=False)  # polls.join_codes.join_code_claim
     title = models.CharField(max_length=EVENT_TITLE_MAX_LENGTH)
     question_count = models.PositiveSmallIntegerField(default=0, editable=False)  # fixed at creation
     owner_token_hash = models.CharField(max_length=64, editable=False)

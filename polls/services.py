@@ -24,6 +24,7 @@ from django.utils import timezone
 from polls.ballot_audit import BURST_WINDOW
 from polls.ballot_box import ballot_insert
 from polls.exports import poll_export_path, poll_export_release
+from polls.join_codes import join_code_claim
 from polls.models import (
     CHOICE_MAX_LENGTH,
     MAX_CHOICES,
@@ -227,6 +228,8 @@ def poll_draft_save(draft: PollDraft) -> Poll:
     """Saves a checked poll and its choices; runs inside the caller's transaction. Once it commits, the
     poll's copy and empty tally go to Redis, so its first voters and readers never reach the database."""
     poll = draft.poll
+    if poll.event_id is None:  # an event's question is joined by its event's code
+        poll.code = join_code_claim()
     poll.save()
     choices = Choice.objects.bulk_create(
         Choice(poll=poll, text=text, position=i) for i, text in enumerate(draft.choice_texts)
@@ -377,10 +380,12 @@ def poll_reopen(*, poll: Poll) -> Poll:
     _not_an_event_question(poll)
     poll.closed = False
     poll.active_at = timezone.now()
+    if poll.archived_at is not None:
+        poll.code = join_code_claim()  # archiving gave its code back
     poll.archived_at = None
     if poll.closes_at and poll.closes_at <= poll.active_at:
         poll.closes_at = None
-    poll.save(update_fields=["closed", "closes_at", "active_at", "archived_at"])
+    poll.save(update_fields=["closed", "closes_at", "active_at", "archived_at", "code"])
     tally_mark_changed(poll_id=poll.id)
     return poll
 

@@ -89,7 +89,8 @@ def _polls_archive(*, poll_ids: set[int], idle_before: datetime, now: datetime) 
             .values_list("id", "slug")
         )
         if idle:
-            Poll.objects.filter(id__in=[poll_id for poll_id, _ in idle]).update(closed=True, archived_at=now)
+            # Its join code goes back to the pool (reopening draws a new one).
+            Poll.objects.filter(id__in=[poll_id for poll_id, _ in idle]).update(closed=True, archived_at=now, code=None)
             transaction.on_commit(lambda: _polls_archived(idle))
     return len(idle)
 

@@ -16,14 +16,14 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from polls import events, selectors, services, voters
+from polls import events, join_codes, selectors, services, voters
 from polls.models import Event
 from polls.ratelimit import RateLimited
 from web.forms import EventControlForm, EventCreateForm, VoteForm
 from web.views import VOTE_REJECTION_STATUS, with_retry_after
 from web.voter import remember_voter, voter_key_for
 
-NOT_FOUND = "No event runs under this code. Check the code on the big screen."
+NOT_FOUND = "Nothing runs under this code. Check the code on the big screen."
 
 
 def _event_or_404(code: str) -> Event:
@@ -85,17 +85,17 @@ def event_create(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def join(request: HttpRequest) -> HttpResponse:
-    """The landing page's "join with a code" form: to the event's phone page, or the form again saying why."""
+    """The landing page's "join with a code" form: to the event's phone page or the poll's page (one
+    code space for both, polls/join_codes.py), or the form again saying why not."""
     code = "".join(request.GET.get("code", "").split())
     if not code:
         return TemplateResponse(request, "events/join.html", {})
-    try:
-        event = events.event_get_by_code(code=code) if code.isdigit() else None
-    except Event.DoesNotExist:
-        event = None
-    if event is None:
-        return TemplateResponse(request, "events/join.html", {"join_code": code, "join_error": NOT_FOUND}, status=404)
-    return redirect("web:event_phone", code=event.code)
+    target = join_codes.join_target(code=code)
+    if isinstance(target, Event):
+        return redirect("web:event_phone", code=target.code)
+    if target is not None:
+        return redirect("web:poll", slug=target.slug)
+    return TemplateResponse(request, "events/join.html", {"join_code": code, "join_error": NOT_FOUND}, status=404)
 
 
 @require_safe

@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('slug', models.CharField(default=polls.models.new_slug, editable=False, max_length=16, unique=True)),
-                ('code', models.CharField(default=polls.models.new_event_code, editable=False, max_length=6)),
+                ('code', models.CharField(editable=False, max_length=6)),
                 ('title', models.CharField(max_length=200)),
                 ('question_count', models.PositiveSmallIntegerField(default=0, editable=False)),
                 ('owner_token_hash', models.CharField(editable=False, max_length=64)),

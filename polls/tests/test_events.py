@@ -177,14 +177,6 @@ def test_two_running_events_never_share_a_code():
         Event(title="Clash", owner_token_hash="x", code=event.code).save()
 
 
-def test_a_code_already_taken_is_drawn_again(monkeypatch):
-    taken, _, _ = make_event()
-    codes = iter([taken.code, "000042"])
-    monkeypatch.setattr(events, "new_event_code", lambda: next(codes))
-    event, _, _ = make_event()
-    assert event.code == "000042"
-
-
 def test_the_picks_of_a_phone_are_read_per_question():
     event, (first, second, _), _ = make_event()
     event = control(control(event, "next"), "open")

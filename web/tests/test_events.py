@@ -75,7 +75,7 @@ def test_join_explains_an_unknown_code_and_keeps_it_in_the_box(event_setup):
     unknown = "999999" if event.code != "999999" else "999998"
     response = Client().get("/join/", {"code": unknown})
     page = response.content.decode()
-    assert response.status_code == 404 and "No event runs under this code" in page and f'value="{unknown}"' in page
+    assert response.status_code == 404 and "Nothing runs under this code" in page and f'value="{unknown}"' in page
     assert Client().get("/join/").status_code == 200  # the form alone
 
 
