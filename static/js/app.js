@@ -76,6 +76,46 @@
   });
   document.addEventListener("DOMContentLoaded", function () { limitPicks(document); limitChoiceRows(); });
 
+  // Times in the viewer's own zone, and countdowns that move. The server writes UTC (it cannot know
+  // the zone); a <time data-local="time|datetime"> is rewritten in the browser's zone, and a
+  // <time data-until> counts down to its moment every second ("4 min 05 s"), instead of a static
+  // "closes in 4 minutes" that reads "0 minutes" for the last one.
+  function showLocalTimes(root) {
+    root.querySelectorAll("time[data-local]").forEach(function (time) {
+      var when = new Date(time.getAttribute("datetime"));
+      if (isNaN(when.getTime())) { return; }
+      time.textContent = time.dataset.local === "time"
+        ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+        : when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+      time.title = when.toString();
+    });
+  }
+
+  function untilText(ms) {
+    var seconds = Math.max(0, Math.round(ms / 1000));
+    var days = Math.floor(seconds / 86400), hours = Math.floor(seconds % 86400 / 3600);
+    var minutes = Math.floor(seconds % 3600 / 60), rest = seconds % 60;
+    if (days) { return days + " d " + hours + " h"; }
+    if (hours) { return hours + " h " + pad(minutes) + " min"; }
+    return minutes + " min " + pad(rest) + " s";
+  }
+
+  function countDown() {
+    document.querySelectorAll("time[data-until]").forEach(function (time) {
+      var left = Date.parse(time.getAttribute("datetime")) - Date.now();
+      if (isNaN(left)) { return; }
+      time.textContent = left > 0 ? untilText(left) : "a moment";
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    showLocalTimes(document);
+    countDown();
+    setInterval(countDown, 1000);
+  });
+  document.addEventListener("htmx:afterSwap", function (event) { showLocalTimes(event.detail.target); countDown(); });
+  document.addEventListener("htmx:wsAfterMessage", function () { showLocalTimes(document); countDown(); });
+
   // A new choice row was swapped in: give it its number, as the server does for the first rows, and put the cursor there.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "choice-list") {

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from realtime.tests.test_browser import create_poll
 from web.tests.conftest import HTMX
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
 
@@ -28,16 +29,9 @@ def test_a_browser_that_has_not_voted_gets_the_form_and_no_mark(make_poll):
 
 @pytest.mark.browser
 def test_the_voters_page_counts_later_votes_live_and_says_your_choice(site, chromium):  # noqa: F811
-    import re
-
-    import requests
     from playwright.sync_api import expect
 
-    session = requests.Session()
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', session.get(f"{site}/").text).group(1)
-    data = {"question": "Lunch?", "choices": ["Noodles", "Tacos"], "results_visibility": "always", "dedupe": "none"}
-    created = session.post(f"{site}/polls/new/", data=data | {"csrfmiddlewaretoken": csrf}, allow_redirects=False)
-    slug = created.headers["Location"].split("/")[2]
+    slug, _ = create_poll(site, question="Lunch?", choices=["Noodles", "Tacos"])
 
     voter = chromium.new_context().new_page()
     voter.goto(f"{site}/p/{slug}/")

@@ -5,6 +5,7 @@ import pytest
 from django.test import Client
 
 from polls.models import MAX_CHOICES
+from realtime.tests.test_browser import create_poll
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
 
 pytestmark = pytest.mark.django_db
@@ -27,16 +28,8 @@ def test_without_javascript_add_a_choice_stops_at_the_maximum():
 
 @pytest.mark.browser
 def test_in_the_browser_a_third_box_waits_and_the_21st_row_never_comes(site, chromium):  # noqa: F811
-    import re
-
-    import requests
-
-    session = requests.Session()
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', session.get(f"{site}/").text).group(1)
-    data = {"question": "Which two?", "choices": ["A", "B", "C"], "allow_multiple": "on", "max_choices": "2"}
-    data |= {"results_visibility": "always", "dedupe": "none"}
-    created = session.post(f"{site}/polls/new/", data=data | {"csrfmiddlewaretoken": csrf}, allow_redirects=False)
-    slug = created.headers["Location"].split("/")[2]
+    choices = {"question": "Which two?", "choices": ["A", "B", "C"], "allow_multiple": "on", "max_choices": "2"}
+    slug, _ = create_poll(site, **choices)
 
     page = chromium.new_context().new_page()
     page.goto(f"{site}/p/{slug}/")
