@@ -30,6 +30,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.humanize",  # naturaltime: how old an export file is, in words
+    "django.contrib.messages",  # one-time notices on the owner page ("Your poll is ready", "Settings saved")
     "django.contrib.staticfiles",
     "django.forms",  # its widget templates, for FORM_RENDERER below
     "django_htmx",
@@ -51,6 +52,7 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -71,6 +73,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.template.context_processors.csp",
+                "django.contrib.messages.context_processors.messages",
             ],
         },
     },
@@ -165,6 +168,10 @@ CELERY_BEAT_SCHEDULE = {
     "archive-idle-polls": {"task": "polls.tasks.archive_idle_polls", "schedule": 600.0, "options": {"expires": 600}},
     "end-idle-events": {"task": "polls.tasks.end_idle_events", "schedule": 600.0, "options": {"expires": 600}},
 }
+
+# One-time notices ride in a signed cookie: the site keeps no server-side sessions. The cookie takes the
+# SESSION_COOKIE_* flags (Secure below, HttpOnly, SameSite=Lax).
+MESSAGE_STORAGE = "django.contrib.messages.storage.cookie.CookieStorage"
 
 # --- Security ----------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)

@@ -8,6 +8,7 @@ import io
 
 import segno
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -124,8 +125,9 @@ def poll_create(request: HttpRequest) -> HttpResponse:
             form.add_error(None, limited.message)
             status, retry_after = 429, limited.retry_after
         else:
-            url = reverse("web:manage", args=[poll.slug, owner_token]) + "?created=1"
-            return redirect(url)
+            # Shown on the next owner page only: a query string would stay in the bookmark and show it on every visit.
+            messages.success(request, "Your poll is ready.", extra_tags="created")
+            return redirect("web:manage", slug=poll.slug, token=owner_token)
     rows = rows if len(rows) >= 2 else rows + [""] * (2 - len(rows))
     response = TemplateResponse(request, "landing.html", {"form": form, "choice_rows": rows}, status=status)
     return with_retry_after(response, retry_after)
@@ -237,7 +239,6 @@ def _manage_page(
     context = _results_context(request, poll, is_owner=True) | {
         "token": token,
         "manage_url": request.build_absolute_uri(reverse("web:manage", args=[poll.slug, token])),
-        "just_created": request.GET.get("created") == "1",
         "settings_form": settings_form,
         "dedupe_help": DEDUPE_HELP[poll.dedupe],
         "chart": activity.chart,
@@ -322,6 +323,7 @@ def manage_settings(request: HttpRequest, slug: str, token: str) -> HttpResponse
         except ValidationError as error:
             form.add_error(None, error)
         else:
+            messages.success(request, "Settings saved.")
             return redirect("web:manage", slug=slug, token=token)
     return _manage_page(request, poll, token, form, status=400)
 

@@ -101,3 +101,24 @@ def test_copy_buttons_show_only_where_they_can_copy(site, lan_chromium):
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == page.get_by_label("Short link").input_value()
     secure.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_owner_page_shows_the_whole_short_link_and_opens_the_big_screen_in_a_new_tab(site, chromium, width):
+    from playwright.sync_api import expect
+
+    created = create_poll(site)
+    context = chromium.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.goto(created["manage_url"])
+    short_link = page.get_by_label("Short link")
+    expect(short_link).to_have_value(f"{site}/p/{created['id']}/")
+    # Nothing of the link is scrolled out of its box.
+    overflow = "box => [box.scrollWidth - box.clientWidth, box.scrollHeight - box.clientHeight]"
+    assert short_link.evaluate(overflow) == [0, 0]
+
+    with context.expect_page() as opened:
+        page.get_by_role("link", name="Open the big-screen view (opens in a new tab)").click()
+    assert opened.value.url == f"{site}/p/{created['id']}/live/"
+    assert page.url == created["manage_url"]  # the owner page stays where it was
+    context.close()

@@ -85,7 +85,8 @@ def test_creating_a_poll_redirects_to_the_owner_page_which_shows_the_owner_link_
     response = client.post("/polls/new/", create_form(), **headers)
     assert response.status_code == 302
     location = response["Location"]
-    match = re.fullmatch(r"/p/(\w+)/manage/([\w-]+)/\?created=1", location)
+    # The address is the one to bookmark: nothing in it brings the banner back.
+    match = re.fullmatch(r"/p/(\w+)/manage/([\w-]+)/", location)
     assert match, location
     poll = Poll.objects.get(slug=match[1])
     assert poll.question == "Where do we eat?"
@@ -94,9 +95,10 @@ def test_creating_a_poll_redirects_to_the_owner_page_which_shows_the_owner_link_
     first_visit = client.get(location).content.decode()
     assert "Your poll is ready" in first_visit
     assert f"http://testserver/p/{poll.slug}/manage/{match[2]}/" in first_visit
-    later_visit = client.get(location.split("?")[0]).content.decode()
+    later_visit = client.get(location).content.decode()  # the bookmark, opened again
     assert "Your poll is ready" not in later_visit
     assert 'id="owner-url"' not in later_visit
+    assert "Your poll is ready" not in Client().get(location).content.decode()  # nor from another browser
 
 
 def test_creating_a_multiple_choice_poll_with_a_maximum(client, db):
@@ -364,7 +366,7 @@ def test_the_results_page_shows_bars_counts_percentages_total_and_share_box(clie
     assert poll.poll.question in html
     assert "<strong>100%</strong> · 2 votes" in html and "<strong>0%</strong> · 0 votes" in html
     assert '<span id="results-total">2</span> votes' in html
-    assert f'value="http://testserver/p/{poll.slug}/"' in html
+    assert f"readonly>http://testserver/p/{poll.slug}/</textarea>" in html  # the short link
     assert f'src="/p/{poll.slug}/qr.svg"' in html
     assert "data-copy=" in html
 
@@ -529,6 +531,22 @@ def test_the_owner_can_set_and_clear_the_deadline_and_visibility(client, poll, h
     client.post(poll.manage_url("settings/"), {"closes_at": "", "results_visibility": "always"}, **headers)
     stored = Poll.objects.get(pk=poll.poll.pk)
     assert stored.closes_at is None and stored.results_visibility == "always"
+
+
+def test_saving_settings_confirms_it_once(client, poll):
+    response = client.post(poll.manage_url("settings/"), {"closes_at": "", "results_visibility": "after_vote"})
+    assert response["Location"] == poll.manage_url()
+    saved = '<p class="alert alert-success" role="status">Settings saved.</p>'
+    assert saved in client.get(poll.manage_url()).content.decode()
+    assert "Settings saved" not in client.get(poll.manage_url()).content.decode()
+
+
+def test_the_big_screen_view_opens_in_a_new_tab_and_says_so(client, poll):
+    html = client.get(poll.manage_url()).content.decode()
+    assert (
+        f'<a href="/p/{poll.slug}/live/" target="_blank" rel="noopener">Open the big-screen view'
+        '<span class="visually-hidden"> (opens in a new tab)</span></a>'
+    ) in html
 
 
 def test_the_owner_page_offers_the_current_deadline_for_conversion_to_local_time(client, poll):
