@@ -32,6 +32,7 @@ urlpatterns = [
     path("e/<str:code>/manage/<str:token>/", events.event_manage, name="event_manage"),
     path("e/<str:code>/manage/<str:token>/control/", events.event_control, name="event_control"),
     path("e/<str:code>/manage/<str:token>/phones/", events.event_phones, name="event_phones"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
 ]

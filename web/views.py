@@ -5,11 +5,16 @@ returns only the fragment that changes.
 """
 
 import io
+import itertools
+from collections.abc import AsyncIterator, Iterator
 
 import segno
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.staticfiles import finders
 from django.core.exceptions import ValidationError
+from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -348,9 +353,19 @@ def manage_export(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     if not selectors.poll_export_inline(poll=poll):
         # Too many ballots to stream from a web worker: the file is prepared in the background.
         return redirect("web:manage_export_prepare", slug=slug, token=token)
-    response = StreamingHttpResponse(selectors.ballots_csv_lines(poll=poll), content_type="text/csv; charset=utf-8")
+    lines = selectors.ballots_csv_lines(poll=poll)
+    if isinstance(request, ASGIRequest):  # an ASGI server wants an async body, or Django reads it all first
+        lines = _in_batches(lines)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="crowdtick-{poll.slug}.csv"'
     return response
+
+
+async def _in_batches(lines: Iterator[str], size: int = 1000) -> AsyncIterator[str]:
+    """The CSV as an ASGI server sends it: the database is read in Django's sync thread, a batch of lines a hop."""
+    read_batch = sync_to_async(lambda: "".join(itertools.islice(lines, size)))
+    while batch := await read_batch():
+        yield batch
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -388,6 +403,14 @@ def manage_export_file(request: HttpRequest, slug: str, token: str) -> FileRespo
         raise Http404("No export file has been written for this poll yet.") from None
     filename = f"crowdtick-{poll.slug}.csv"
     return FileResponse(file, as_attachment=True, filename=filename, content_type="text/csv; charset=utf-8")
+
+
+@require_safe
+@cache_control(public=True, max_age=86400)
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers and bots ask for /favicon.ico whatever the page links: the same SVG icon, from the static files."""
+    with open(finders.find("favicon.svg"), "rb") as icon:
+        return HttpResponse(icon.read(), content_type="image/svg+xml")
 
 
 @require_safe

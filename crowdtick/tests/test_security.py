@@ -339,6 +339,7 @@ WITHOUT_VISITOR_TEXT = {
     "web:landing",
     "web:choice_row",
     "web:healthz",
+    "web:favicon",
     "web:readyz",
     "api:schema",
     "api:docs",

@@ -935,3 +935,35 @@ def test_a_page_with_results_reads_the_poll_and_its_tally_in_one_redis_round_tri
     assert response.status_code == 200
     assert shows in response.content.decode()
     assert len(sent) == 1
+
+
+# --- small HTTP gaps ------------------------------------------------------------------------
+
+
+def test_the_favicon_address_answers_with_the_svg_icon_and_may_be_cached(client, db):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/svg+xml"
+    assert b"".join(response).startswith(b"<svg")
+    directives = {part.strip() for part in response["Cache-Control"].split(",")}
+    assert "public" in directives and "max-age=86400" in directives
+
+
+def test_under_asgi_the_csv_streams_without_a_warning_and_the_same_bytes(client, make_poll, recwarn):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    poll = make_poll(max_choices=3)
+    vote(client, poll, poll.choice_ids[0], poll.choice_ids[2])
+    Client().post(poll.url("vote/"), {"choice": [poll.choice_ids[1]]})
+    under_wsgi = b"".join(client.get(poll.manage_url("export.csv")).streaming_content)
+
+    async def download() -> bytes:
+        response = await AsyncClient().get(poll.manage_url("export.csv"))
+        # As Django's ASGI handler sends a streaming body to uvicorn.
+        return b"".join([part async for part in response])
+
+    under_asgi = async_to_sync(download)()
+    assert [str(w.message) for w in recwarn if "StreamingHttpResponse" in str(w.message)] == []
+    assert under_asgi == under_wsgi
+    assert under_asgi.count(b"\r\n") == 3  # the header and two ballots
