@@ -3,7 +3,7 @@ selectors as the HTML views. Errors are mapped to status codes in `api.errors`."
 
 from django.urls import reverse
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -72,6 +72,73 @@ def _validated(serializer_class, data) -> dict:
     return serializer.validated_data
 
 
+# Request examples Swagger's "Try it out" sends as they are: each is accepted by the API (tested).
+# A vote needs a real poll: the vote examples name a poll and choices to replace with yours.
+POLL_EXAMPLES = [
+    OpenApiExample(
+        "A poll of choices",
+        value={"question": "Which talk opens the day?", "choices": ["Databases", "Browsers", "Compilers"]},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Pick up to two, vote until a deadline",
+        value={
+            "question": "Which two snacks for the break?",
+            "choices": ["Fruit", "Biscuits", "Cheese", "Nuts"],
+            "max_choices": 2,
+            "closes_at": "2099-06-01T16:00:00Z",
+            "results_visibility": "after_vote",
+        },
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A rating scale",
+        value={
+            "question": "How clear was the talk?",
+            "kind": "scale",
+            "scale_min": 1,
+            "scale_max": 5,
+            "scale_labels": ["Lost me", "Crystal clear"],
+        },
+        request_only=True,
+    ),
+]
+VOTE_EXAMPLES = [
+    OpenApiExample(
+        "A vote for one choice",
+        summary="A vote for one choice (put your poll's id and a choice id from it)",
+        value={"poll": "k3txudtwrv", "choices": [1], "voter": "alice@example.com"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A rating",
+        summary="A rating on a scale poll (put your poll's id)",
+        value={"poll": "k3txudtwrv", "value": 4, "voter": "alice@example.com"},
+        request_only=True,
+    ),
+]
+EVENT_EXAMPLES = [
+    OpenApiExample(
+        "A two-question event",
+        value={
+            "title": "Monday all-hands",
+            "questions": [
+                {"question": "How was your weekend?", "kind": "scale", "scale_min": 1, "scale_max": 5},
+                {"question": "Where do we eat on Friday?", "choices": ["Noodles", "Tacos", "Salad"]},
+            ],
+        },
+        request_only=True,
+    ),
+]
+# In the order a presenter sends them to a new event, each one valid after the one before.
+EVENT_CONTROL_EXAMPLES = [
+    OpenApiExample("Put the first question on screen", value={"action": "next"}, request_only=True),
+    OpenApiExample("Open it for 30 seconds", value={"action": "open", "seconds": 30}, request_only=True),
+    OpenApiExample("Close it", value={"action": "close"}, request_only=True),
+    OpenApiExample("Show the results", value={"action": "reveal"}, request_only=True),
+]
+
+
 class PollCreateView(ApiView):
     permission_classes = [SameSiteOnly]
 
@@ -81,6 +148,7 @@ class PollCreateView(ApiView):
         operation_id="poll_create",
         summary="Create a poll",
         request=serializers.PollCreateInput,
+        examples=POLL_EXAMPLES,
         responses={
             201: serializers.PollCreatedOutput,
             400: INVALID,
@@ -118,6 +186,7 @@ class VoteCastView(ApiView):
             'refused with 400 "voter required", unless the poll counts every call (`dedupe` = `none`).'
         ),
         request=serializers.VoteInput,
+        examples=VOTE_EXAMPLES,
         responses={
             201: serializers.VoteOutput,
             400: INVALID,
@@ -232,6 +301,7 @@ class EventCreateView(ApiView):
         summary="Create an event",
         description="An event is a sequence of questions behind one join code, run by its presenter.",
         request=serializers.EventCreateInput,
+        examples=EVENT_EXAMPLES,
         responses={
             201: serializers.EventCreatedOutput,
             400: INVALID,
@@ -276,6 +346,7 @@ class EventControlView(ApiView):
         ),
         parameters=[EVENT_ID],
         request=serializers.EventControlInput,
+        examples=EVENT_CONTROL_EXAMPLES,
         auth=OWNER_TOKEN,
         responses={
             200: serializers.EventControlOutput,
