@@ -260,6 +260,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Deep links make each operation's path a link inside its expand button: nested controls (axe: nested-interactive).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": False},
     # The poll's visibilities, and the subset its creator may pick (events set `presenter`).
     "ENUM_NAME_OVERRIDES": {
         "ResultsVisibilityEnum": "polls.models.Poll.Visibility",
