@@ -113,7 +113,11 @@
     countDown();
     setInterval(countDown, 1000);
   });
-  document.addEventListener("htmx:afterSwap", function (event) { showLocalTimes(event.detail.target); countDown(); });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    setBrowserTimeZone(event.detail.target);
+    showLocalTimes(event.detail.target);
+    countDown();
+  });
   document.addEventListener("htmx:wsAfterMessage", function () { showLocalTimes(document); countDown(); });
 
   // A new choice row was swapped in: give it its number, as the server does for the first rows, and put the cursor there.
