@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from polls.ballot_box import _INSERT_BALLOT
 from polls.models import Ballot, Choice, Poll
-from polls.selectors import _HAS_VOTED, polls_known_active_before
+from polls.selectors import _VOTER_PICK, polls_known_active_before
 
 pytestmark = [
     pytest.mark.services,
@@ -70,7 +70,7 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
         params = [poll.id, "new-voter", "", None, 1, now]
         cursor.execute("EXPLAIN " + _INSERT_BALLOT, params)
         insert_plan = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("EXPLAIN " + _HAS_VOTED, [poll.id, voter])
+        cursor.execute("EXPLAIN " + _VOTER_PICK, [poll.id, voter])
         has_voted_plan = "\n".join(row[0] for row in cursor.fetchall())
     window = Q(closes_at__gt=now - timedelta(seconds=1), closes_at__lte=now) | Q(
         opens_at__gt=now - timedelta(seconds=1), opens_at__lte=now
@@ -79,7 +79,7 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
         "the poll of a URL (every vote and page)": Poll.objects.filter(slug=poll.slug).explain(),
         "its choices (once per process, then cached)": Choice.objects.filter(poll_id=poll.id).explain(),
         "the vote: INSERT … ON CONFLICT DO NOTHING": insert_plan,
-        "has this browser voted": has_voted_plan,
+        "has this browser voted, and what it picked": has_voted_plan,
         "has this browser voted (poll without dedupe: 'voter~…' keys)": Ballot.objects.filter(
             Q(voter_key=voter) | Q(voter_key__startswith=f"{voter}~"), poll=poll
         ).explain(),
@@ -110,7 +110,7 @@ def test_every_hot_path_query_uses_an_index(populated):
         "its choices (once per process, then cached)": "polls_choice_poll_id",
         # No conflict target: every unique index (ballot_unique_voter, ballot_unique_address) arbitrates.
         "the vote: INSERT … ON CONFLICT DO NOTHING": "Conflict Resolution: NOTHING",
-        "has this browser voted": "ballot_unique_voter",
+        "has this browser voted, and what it picked": "ballot_unique_voter",
         "has this browser voted (poll without dedupe: 'voter~…' keys)": "ballot_unique_voter",
         "polls whose deadline or opening passed this second (broadcaster, beat)": "poll_opens_at_idx",
         "polls that took a ballot lately (reconciler every 10 s, per-minute counts)": "ballot_time_brin",
