@@ -78,7 +78,7 @@ def create_poll() -> tuple[str, str]:
 def cast_votes(slug: str) -> None:
     """Each vote from its own browser (its own cookie jar), as the poll's duplicate protection wants."""
     page = requests.get(f"{BASE}/p/{slug}/").text
-    ids = {text: value for value, text in re.findall(r'value="(\d+)"[^>]*>\s*<span>([^<]+)</span>', page)}
+    ids = {text: value for value, text in re.findall(r'value="(\d+)"[^>]*>\s*<span[^>]*>([^<]+)</span>', page)}
     for text, count in VOTES.items():
         for _ in range(count):
             voter = requests.Session()

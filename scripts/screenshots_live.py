@@ -44,7 +44,7 @@ def make_poll() -> tuple[str, str]:
     manage = response.headers["Location"].split("?")[0]
     slug = manage.split("/")[2]
     page = session.get(f"{BASE}/p/{slug}/").text
-    ids = dict((text, value) for value, text in re.findall(r'value="(\d+)"[^>]*>\s*<span>([^<]+)</span>', page))
+    ids = dict((text, value) for value, text in re.findall(r'value="(\d+)"[^>]*>\s*<span[^>]*>([^<]+)</span>', page))
     token = _csrf(session, f"{BASE}/p/{slug}/")
     for text, count in VOTES.items():
         for _ in range(count):
