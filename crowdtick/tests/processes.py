@@ -1,6 +1,7 @@
 """Real server processes for browser tests: started on a free port, stopped by PID."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -103,3 +105,15 @@ def broadcaster(env: dict[str, str], log: Path) -> Server:
 
 def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
+
+
+def create_poll(base_url: str, **fields) -> tuple[str, str]:
+    """Creates a poll through the landing form; returns its slug and owner page path."""
+    session = requests.Session()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', session.get(f"{base_url}/").text).group(1)
+    data = {"question": "Which talk next?", "choices": ["Databases", "Browsers"], "max_choices": 1}
+    data |= {"results_visibility": "always", "dedupe": "none", "csrfmiddlewaretoken": token} | fields
+    response = session.post(f"{base_url}/polls/new/", data=data, allow_redirects=False)
+    assert response.status_code == 302, response.text[:500]
+    manage_path = response.headers["Location"].split("?")[0]
+    return manage_path.split("/")[2], manage_path

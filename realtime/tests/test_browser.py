@@ -1,14 +1,13 @@
 """Live results in real Chromium: pages update without reload, and survive a server restart."""
 
 import os
-import re
 import signal
 
 import pytest
-import requests
 from django.conf import settings
 
 from crowdtick.tests import processes
+from crowdtick.tests.processes import create_poll
 
 pytestmark = pytest.mark.browser
 
@@ -31,18 +30,6 @@ document.addEventListener("transitionrun", (e) => {
 def _embedded_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     return env | {"SECRET_KEY": "browser-test", "SQLITE_PATH": str(tmp_path / "db.sqlite3"), "RATELIMIT_ENABLE": "0"}
-
-
-def create_poll(base_url: str, **fields) -> tuple[str, str]:
-    """Creates a poll through the landing form; returns its slug and owner page path."""
-    session = requests.Session()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', session.get(f"{base_url}/").text).group(1)
-    data = {"question": "Which talk next?", "choices": ["Databases", "Browsers"], "max_choices": 1}
-    data |= {"results_visibility": "always", "dedupe": "none", "csrfmiddlewaretoken": token} | fields
-    response = session.post(f"{base_url}/polls/new/", data=data, allow_redirects=False)
-    assert response.status_code == 302, response.text[:500]
-    manage_path = response.headers["Location"].split("?")[0]
-    return manage_path.split("/")[2], manage_path
 
 
 def _open(browser, url):

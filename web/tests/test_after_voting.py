@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from realtime.tests.test_browser import create_poll
+from crowdtick.tests.processes import create_poll
 from web.tests.conftest import HTMX
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
 

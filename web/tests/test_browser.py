@@ -65,7 +65,7 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     page.get_by_label("At most this many picks").fill("99")
     page.get_by_label("Voters may pick more than one").uncheck()
     expect(page.get_by_label("At most this many picks")).to_be_hidden()
-    expect(page.get_by_text("time in America/New York")).to_be_visible()
+    expect(page.get_by_text("time in America/New York").first).to_be_visible()
     page.get_by_label("Closes at").fill("2099-06-01T12:00")  # the owner's wall clock: 16:00 UTC
     page.get_by_role("button", name="Create poll").click()
     expect(page.get_by_text("Your poll is ready.")).to_be_visible()

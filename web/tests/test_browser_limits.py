@@ -4,8 +4,8 @@ and a refused vote keeps what the voter ticked."""
 import pytest
 from django.test import Client
 
+from crowdtick.tests.processes import create_poll
 from polls.models import MAX_CHOICES
-from realtime.tests.test_browser import create_poll
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from realtime.tests.test_browser import create_poll
+from crowdtick.tests.processes import create_poll
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
 
 pytestmark = pytest.mark.browser
