@@ -1,4 +1,4 @@
-"""The site as a client sees it: seeding polls and reading results, over plain HTTP."""
+"""The site as a client sees it: seeding polls, creating and running an event, reading results, over plain HTTP."""
 
 import http.client
 import json
@@ -79,8 +79,7 @@ class Site:
 
     def create_poll_on_the_api(self, *, question: str, choices: list[str], max_choices: int = 1) -> dict:
         """Creates a poll through `POST /api/polls/`, as a program would: one request, so hundreds are quick."""
-        body = {"question": question, "choices": choices, "max_choices": max_choices}
-        answer = self.request("POST", "/api/polls/", json.dumps(body), {"Content-Type": "application/json"})
+        answer = self.post_json("/api/polls/", {"question": question, "choices": choices, "max_choices": max_choices})
         if answer.status != 201:
             raise SiteError(f"POST /api/polls/ answered {answer.status}: {answer.text[:300]}")
         data = answer.json()
@@ -89,6 +88,41 @@ class Site:
             "choice_ids": [choice["id"] for choice in data["choices"]],
             "max_choices": max_choices,
         }
+
+    def post_json(self, path: str, body: dict, headers: dict | None = None) -> Answer:
+        return self.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **(headers or {})})
+
+    def create_event(self, *, title: str, questions: list[dict]) -> dict:
+        """Creates an event through `POST /api/events/`, as a program would; returns its id, join code, owner
+        token (the last part of `manage_url`) and questions (slug, choice ids, max choices), in order."""
+        answer = self.post_json("/api/events/", {"title": title, "questions": questions})
+        if answer.status != 201:
+            raise SiteError(f"POST /api/events/ answered {answer.status}: {answer.text[:300]}")
+        data = answer.json()
+        return {
+            "id": data["id"],
+            "code": data["code"],
+            "token": data["manage_url"].rstrip("/").rsplit("/", 1)[1],
+            "questions": [
+                {
+                    "slug": question["id"],
+                    "choice_ids": [choice["id"] for choice in question["choices"]],
+                    "max_choices": question["max_choices"],
+                }
+                for question in data["questions"]
+            ],
+        }
+
+    def control_event(self, event: dict, action: str, **fields) -> dict:
+        """One of the presenter's actions (`next`, `open`, `reveal`, ...) with the owner token; returns the state."""
+        answer = self.post_json(
+            f"/api/events/{event['id']}/control/",
+            {"action": action, **fields},
+            {"Authorization": f"Bearer {event['token']}"},
+        )
+        if answer.status != 200:
+            raise SiteError(f"the event's {action!r} answered {answer.status}: {answer.text[:300]}")
+        return answer.json()["state"]
 
     def results(self, slug: str) -> Results:
         """The results the site shows: the JSON API's."""
@@ -103,11 +137,18 @@ def seed_polls(site: Site, count: int, *, via: str = "form") -> list[dict]:
     """The polls that exist before the load: mostly single choice, every fourth one "pick up to 2";
     created through the landing page's form, or through the API (`via="api"`)."""
     create = site.create_poll_on_the_api if via == "api" else site.create_poll
-    return [
-        create(
-            question=f"Load test poll {number}: which one?",
-            choices=["Red", "Green", "Blue", "Yellow"],
-            max_choices=2 if number % 4 == 0 else 1,
-        )
-        for number in range(1, count + 1)
-    ]
+    return [create(**seed_question(number)) for number in range(1, count + 1)]
+
+
+def seed_event(site: Site, count: int) -> dict:
+    """An event of `count` questions like the seeded polls, as `Site.create_event` answers it."""
+    questions = [seed_question(number) for number in range(1, count + 1)]
+    return site.create_event(title="Load test event", questions=questions)
+
+
+def seed_question(number: int) -> dict:
+    return {
+        "question": f"Load test poll {number}: which one?",
+        "choices": ["Red", "Green", "Blue", "Yellow"],
+        "max_choices": 2 if number % 4 == 0 else 1,
+    }
