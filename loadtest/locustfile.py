@@ -1,13 +1,15 @@
-"""CrowdTick's load, two profiles. The hall: phones in a hall, programs on the API, big screens, and
-now and then a new poll. The public site: visitors who create polls, vote and read results over
-thousands of polls (LOADTEST_MIX "visitor=1", LOADTEST_PROFILE "public").
+"""CrowdTick's load, two profiles. The hall: an event run by its presenter, the phones of its
+audience joined to it, and now and then a new poll. The public site: visitors who create polls,
+vote and read results over thousands of polls (LOADTEST_MIX "visitor=1", LOADTEST_PROFILE "public").
 
 Run by `make loadtest` (loadtest/run.py) and the CI smoke test, which set these environment
 variables (master and workers read the same ones):
 
-    LOADTEST_OUT            run directory: the seeded polls (polls.json), acknowledged votes
-                            (acks-<pid>.tsv), polls created (created-<pid>.tsv) and one record
-                            per measured step (steps.jsonl, or LOADTEST_RECORD)
+    LOADTEST_OUT            run directory: the event (event.json: its id, join code, owner token
+                            and questions) or the seeded polls (polls.json), acknowledged votes
+                            (acks-<pid>.tsv), polls created (created-<pid>.tsv), the presenter's
+                            actions (presenter-<pid>.tsv) and one record per measured step
+                            (steps.jsonl, or LOADTEST_RECORD)
     LOADTEST_RECORD         the file of the step records in LOADTEST_OUT (default steps.jsonl)
     LOADTEST_PROFILE        "hall" (default): polls created during the run join at the last rank of
                             attention; "public": at a random rank (loadtest/pollbook.py)
@@ -19,33 +21,38 @@ variables (master and workers read the same ones):
     LOADTEST_SPAWN_RATE     users started per second between steps (default 100)
     LOADTEST_WAIT_SCALE     multiplies every think time (default 1: people read, think and tap;
                             0: a closed loop, each user's next request as soon as the last is answered)
-    LOADTEST_ROUND_SECONDS  a new question every so many seconds (default 60, times the wait scale):
-                            the hall's voters all answer it within seconds of each other
+    LOADTEST_ROUND_SECONDS  the presenter opens a new question every so many seconds (default 60,
+                            times the wait scale), at the same second of the wall clock everywhere
+    LOADTEST_WINDOW_SECONDS for so many seconds (default 20, times the wait scale, at least 5): every
+                            phone votes in that window
     LOADTEST_RUN_ID         prefix of the API voters' keys, unique per run
 
 Every user talks to the site over HTTP and WebSockets only, like a browser or a program would.
 """
 
-import heapq
+import json
+import math
 import os
 import random
 import re
 import sys
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
+import gevent
 import locust.runners
 import websocket  # websocket-client: blocking sockets, which gevent (Locust) makes cooperative
 from locust import FastHttpUser, LoadTestShape, between, constant, events, task
+from locust.contrib.fasthttp import FastHttpSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.pollbook import Poll, PollBook  # noqa: E402
 from loadtest.site import CHOICE_INPUT, MANAGE_LOCATION  # noqa: E402
-from loadtest.stepstats import WS, Collector, append_record, window_start  # noqa: E402
+from loadtest.stepstats import PUSH, WS, Collector, append_record, vote_window, window_start  # noqa: E402
 
 # The master drops a worker after this many missed 1 s heartbeats (Locust's default: 3). On a
 # 2-core machine shared with the stack, a worker busy spawning users can miss 3 in a row.
@@ -57,14 +64,25 @@ PROFILE = os.environ.get("LOADTEST_PROFILE", "hall")
 RUN_ID = os.environ.get("LOADTEST_RUN_ID") or uuid.uuid4().hex[:8]
 WAIT_SCALE = float(os.environ.get("LOADTEST_WAIT_SCALE", "1"))
 ROUND_SECONDS = float(os.environ.get("LOADTEST_ROUND_SECONDS", "60")) * WAIT_SCALE
+WINDOW_SECONDS = vote_window(
+    float(os.environ.get("LOADTEST_WINDOW_SECONDS", "20")),
+    round_seconds=float(os.environ.get("LOADTEST_ROUND_SECONDS", "60")),
+    wait_scale=WAIT_SCALE,
+)
 DEFAULT_MIX = "voter=70,api=10,viewer=19,creator=1"
 
-# Share of voters who tap "Vote" again (and must be refused), and who then open the results page.
+# Share of voters who tap "Vote" again (and must be refused), and of API voters who then read the results.
 AGAIN_SHARE = 0.1
 RESULTS_SHARE = 0.5
-# A vote no screen has shown after this long counts as a failed push.
+# A phone votes this far into the window after it sees a question open (2–15 s of 20), and never in its
+# last quarter (5 s of 20): a vote sent later might arrive after the window, which answers 403.
+REACTION = (0.1, 0.75)
+LAST_MOMENT = 0.25
+# A question opened while a phone's socket was up, which that phone has not shown after this long,
+# counts as a failed push.
 PUSH_DEADLINE_SECONDS = 10.0
 VOTER_COOKIE = "ct_voter"
+OPENED_MESSAGE = "question opened"  # from the presenter (master) to the phones (workers)
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 VERSION = re.compile(r'data-version="(\d+)"')
@@ -76,17 +94,6 @@ def pause(low: float, high: float) -> None:
 
 def think(low: float, high: float):
     return between(low * WAIT_SCALE, high * WAIT_SCALE)
-
-
-def until_the_next_question(_user=None) -> float:
-    """A hall's rhythm: the speaker asks a new question every ROUND_SECONDS and each person reacts
-    2–15 s later, so the votes arrive all at once, as they do at a keynote. Rounds follow the wall
-    clock, which every Locust process shares. With no think time (a closed loop) there are no rounds."""
-    if ROUND_SECONDS <= 0:
-        return 0.0
-    now = time.time()
-    next_round = (now // ROUND_SECONDS + 1) * ROUND_SECONDS
-    return next_round - now + random.uniform(2, 15) * WAIT_SCALE
 
 
 def parse_mix(text: str) -> dict[str, int]:
@@ -109,6 +116,8 @@ MIX = parse_mix(os.environ.get("LOADTEST_MIX") or DEFAULT_MIX)
 POLLS = PollBook(new_at_random_rank=PROFILE == "public")
 if (OUT / "polls.json").exists():
     POLLS.load(OUT / "polls.json")
+# The hall's event (loadtest/run.py creates it): id, code, token (the presenter's alone) and questions.
+EVENT = json.loads((OUT / "event.json").read_text()) if (OUT / "event.json").exists() else None
 
 
 class RunLog:
@@ -130,36 +139,6 @@ ACKS = RunLog("acks")
 CREATED = RunLog("created")
 
 
-# --- push latency ------------------------------------------------------------------------------
-
-
-class Screens:
-    """The live screens of each poll in this process.
-
-    Each acknowledged vote is timed at one screen of its poll chosen at random, so the
-    measured latencies are a fair sample of "vote acknowledged → shown on a screen" without
-    one event per vote per screen.
-    """
-
-    def __init__(self) -> None:
-        self.by_poll: dict[str, list[Viewer]] = defaultdict(list)
-
-    def join(self, slug: str, screen: "Viewer") -> None:
-        self.by_poll[slug].append(screen)
-
-    def leave(self, slug: str, screen: "Viewer") -> None:
-        if screen in self.by_poll[slug]:
-            self.by_poll[slug].remove(screen)
-
-    def vote_acknowledged(self, slug: str, version: int, at: float) -> None:
-        screens = self.by_poll.get(slug)
-        if screens:
-            random.choice(screens).expect(version, at)
-
-
-SCREENS = Screens()
-
-
 def fire(user, request_type: str, name: str, milliseconds: float, error: Exception | None = None) -> None:
     user.environment.events.request.fire(
         request_type=request_type,
@@ -173,6 +152,10 @@ def fire(user, request_type: str, name: str, milliseconds: float, error: Excepti
 
 class PushMissing(Exception):
     pass
+
+
+def timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
 
 
 # --- the users ---------------------------------------------------------------------------------
@@ -269,106 +252,156 @@ class Phone:
         if not version:
             return None
         self.answered.add(poll.slug)
-        ACKS.write(poll.slug, self.voter_key(), "form")
-        SCREENS.vote_acknowledged(poll.slug, int(version.group(1)), time.monotonic())
+        ACKS.write(poll.slug, voter_key(self), "form")
         return sent
 
-    def voter_key(self) -> str:
-        """The key inside the signed voter cookie ("key:timestamp:signature")."""
-        for cookie in self.client.cookiejar:
-            if cookie.name == VOTER_COOKIE:
-                return cookie.value.strip('"').split(":")[0]
-        return ""
+
+def voter_key(user) -> str:
+    """The key inside the signed voter cookie ("key:timestamp:signature")."""
+    for cookie in user.client.cookiejar:
+        if cookie.name == VOTER_COOKIE:
+            return cookie.value.strip('"').split(":")[0]
+    return ""
 
 
-class Voter(Phone, FastHttpUser):
-    """A phone in the hall: at each new question opens a poll, votes through the form as htmx does,
-    sometimes taps again.
+# --- the hall: an event, its presenter and its phones ----------------------------------------------
 
-    The phone keeps its cookies (CSRF and the signed voter cookie) and answers each poll once.
+PHONE_STATE = re.compile(r'<div class="live-state[^>]*>')
+STATE_ATTRIBUTE = re.compile(r'data-([a-z-]+)="([^"]*)"')
+QUESTION_INPUT = re.compile(r'name="question" value="([^"]+)"')
+PICK_UP_TO = re.compile(r"Pick up to (\d+)\.")
+SOCKET_CSRF = re.compile(r'"X-CSRFToken": "([^"]+)"')
+
+
+@dataclass(frozen=True)
+class PhoneScreen:
+    """What a phone shows, read from its region (the page, a push or a vote's answer)."""
+
+    state: int  # the event's version (the high bits of data-version): every change of the presenter's grows it
+    open: bool
+    closes_at: float | None  # the window's end, as the server set it
+    question: Poll | None  # the vote form's question, choices and "pick up to", when the phone shows the form
+    results: bool  # revealed
+
+    @classmethod
+    def read(cls, html: str) -> "PhoneScreen | None":
+        root = PHONE_STATE.search(html or "")
+        if root is None:
+            return None
+        data = dict(STATE_ATTRIBUTE.findall(root.group(0)))
+        question = QUESTION_INPUT.search(html)
+        pick_up_to = PICK_UP_TO.search(html)
+        return cls(
+            state=int(data.get("version", "0")) >> 32,
+            open=data.get("poll-open") == "1",
+            closes_at=timestamp(data["closes-at"]) if data.get("closes-at") else None,
+            question=Poll(
+                slug=question.group(1),
+                choice_ids=[int(value) for value in CHOICE_INPUT.findall(html)],
+                max_choices=int(pick_up_to.group(1)) if pick_up_to else 1,
+            )
+            if question
+            else None,
+            results='id="results"' in html,
+        )
+
+    def last_moment(self) -> float:
+        """The latest time a phone sends a vote in this window (no window: any time)."""
+        return self.closes_at - LAST_MOMENT * WINDOW_SECONDS if self.closes_at and WINDOW_SECONDS else math.inf
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """A vote a phone means to send in the window of the event state `state`, at `at` (wall clock)."""
+
+    state: int
+    question: Poll
+    at: float
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A question the presenter opened: the event state it made and when the server opened it."""
+
+    state: int
+    opened_at: float
+
+
+OPENED: Opening | None = None  # the latest, as the presenter announced it to this process
+
+
+class EventPhone(FastHttpUser):
+    """A phone in the hall: joins the event (its page, then its socket `/ws/events/<code>/`), follows
+    the presenter, and votes once in each question's window, 2–15 s after it sees the question open and
+    never in the window's last 5 s. A phone that meets a question its browser answered before (the
+    presenter went back to it) is handed to someone new, with a fresh cookie jar; in a closed loop that
+    happens after every vote.
+
+    Each phone times the push that shows it a question opened, from the moment the server opened it
+    (the window's end the phone shows, less the window); a question that opened while its socket was
+    up and that it has not shown after 10 s counts as a failed push.
     """
 
-    weight = MIX.get("voter", 0)
-    wait_time = until_the_next_question
-    network_timeout = 20.0
-    connection_timeout = 10.0
-
-    def on_start(self) -> None:
-        self.answered = set()
-        time.sleep(until_the_next_question())
-
-    @task
-    def answer_a_poll(self) -> None:
-        poll = self.poll_to_answer()
-        sent = self.vote_on_the_page(poll, reading=(1, 5))  # reads the question, picks an answer
-        if sent is None:
-            return
-        if random.random() < AGAIN_SHARE:
-            pause(1, 3)
-            name = "/p/[slug]/vote/ (again: 409 expected)"
-            expect_refusal(self, sent.path, name=name, data=sent.body, headers=sent.headers)
-        if random.random() < RESULTS_SHARE:
-            pause(1, 3)
-            read_results(self, poll, api=False)
-
-
-class ApiVoter(FastHttpUser):
-    """A program voting for one of its users through the JSON API, each vote with its own `voter` key."""
-
-    weight = MIX.get("api", 0)
-    wait_time = think(30, 60)
-    network_timeout = 20.0
-    connection_timeout = 10.0
-
-    @task
-    def vote(self) -> None:
-        poll = POLLS.pick()
-        body = vote_on_the_api(self, poll)
-        if body is None:
-            return
-        if random.random() < AGAIN_SHARE:
-            expect_refusal(self, "/api/votes/", name="/api/votes/ (again: 409 expected)", json=body)
-        if random.random() < RESULTS_SHARE:
-            read_results(self, poll, api=True)
-
-
-class Viewer(FastHttpUser):
-    """A screen showing a poll's live results: loads the results page, then holds its WebSocket.
-
-    Every push carries the tally's version; a vote acknowledged with version N is shown by the
-    first push whose version is N or more. Now and then the screen reloads (a new connection).
-    """
-
-    weight = MIX.get("viewer", 0)
+    abstract = True
     wait_time = constant(0)
     network_timeout = 20.0
     connection_timeout = 10.0
 
     def on_start(self) -> None:
         self.socket: websocket.WebSocket | None = None
-        self.slug: str | None = None
-        self.shown_version = -1
-        self.expected: list[tuple[int, float]] = []  # (version, acknowledged at), smallest version first
+        self.connected_at = math.inf  # wall clock: when its socket's snapshot arrived
+        self.csrf = ""
+        self.shown: PhoneScreen | None = None
+        self.ballot: Ballot | None = None
+        self.voted: set[int] = set()  # the event states (openings) this person voted in
+        self.missed: set[int] = set()  # openings already counted as failed pushes
+        self.handed_over = False
 
     def on_stop(self) -> None:
         self.hang_up()
 
-    @task
-    def watch_a_poll(self) -> None:
-        poll = POLLS.pick()
-        response = self.client.get(f"/p/{poll.slug}/results/", name="/p/[slug]/results/")
-        if response.status_code != 200:
-            time.sleep(5)
-            return
-        if not self.connect(poll.slug):
-            time.sleep(5)
-            return
-        self.watch(until=time.monotonic() + random.uniform(120, 600) * WAIT_SCALE)
-        self.hang_up()
+    def stay_seconds(self) -> float:
+        """How long the person keeps the page open before reloading it."""
+        return math.inf
 
-    def connect(self, slug: str) -> bool:
-        parts = urlparse(self.host)
-        url = f"ws://{parts.netloc}/ws/polls/{slug}/"
+    def vote(self, ballot: Ballot) -> None:
+        raise NotImplementedError
+
+    def shown_results(self) -> None:
+        """The presenter revealed the results on this phone."""
+
+    @task
+    def take_part(self) -> None:
+        if not self.join():
+            time.sleep(5)
+            return
+        leave_at = time.monotonic() + self.stay_seconds()
+        while self.socket is not None and not self.handed_over:
+            self.listen()
+            self.check_pushes()
+            if self.ballot is not None and time.time() >= self.ballot.at:
+                self.send_ballot()
+            if time.monotonic() >= leave_at:
+                break
+        self.hang_up()
+        if self.handed_over:  # someone new takes the phone
+            self.client.cookiejar.clear()
+            self.voted.clear()
+            self.handed_over = False
+
+    def join(self) -> bool:
+        """Opens the phone page (its CSRF token and cookie), then its socket."""
+        with self.client.get(f"/e/{EVENT['code']}/", name="/e/[code]/", catch_response=True) as page:
+            token = SOCKET_CSRF.search(page.text or "")
+            if page.status_code == 200 and not (token and PhoneScreen.read(page.text)):
+                page.failure("the phone page shows no event")
+        if not token:
+            return False
+        self.csrf = token.group(1)
+        return self.connect()
+
+    def connect(self) -> bool:
+        url = f"ws://{urlparse(self.host).netloc}/ws/events/{EVENT['code']}/"
         cookies = "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.client.cookiejar)
         started = time.perf_counter()
         try:
@@ -377,72 +410,261 @@ class Viewer(FastHttpUser):
             )
             first = self.socket.recv()  # the snapshot every connection gets at once
         except (websocket.WebSocketException, OSError) as error:
-            fire(self, WS, "/ws/polls/[slug]/ connect + snapshot", (time.perf_counter() - started) * 1000, error)
-            self.socket = None
+            fire(self, WS, "/ws/events/[code]/ connect + snapshot", (time.perf_counter() - started) * 1000, error)
+            self.hang_up()
             return False
-        fire(self, WS, "/ws/polls/[slug]/ connect + snapshot", (time.perf_counter() - started) * 1000)
-        self.socket.settimeout(1.0)
-        self.slug = slug
-        self.show(first)
-        SCREENS.join(slug, self)
+        fire(self, WS, "/ws/events/[code]/ connect + snapshot", (time.perf_counter() - started) * 1000)
+        self.connected_at = time.time()
+        self.show(PhoneScreen.read(first), pushed=False)
         return True
 
-    def watch(self, *, until: float) -> None:
-        while time.monotonic() < until:
-            try:
-                message = self.socket.recv()
-            except websocket.WebSocketTimeoutException:
-                self.give_up_on_late_votes()
-                continue
-            except (websocket.WebSocketException, OSError) as error:
-                fire(self, WS, "/ws/polls/[slug]/ connection lost", 0, error)
-                return
-            self.show(message)
-            self.give_up_on_late_votes()
-
-    def show(self, message: str) -> None:
-        match = VERSION.search(message)
-        if not match:
-            return
-        now = time.monotonic()
-        self.shown_version = max(self.shown_version, int(match.group(1)))
-        while self.expected and self.expected[0][0] <= self.shown_version:
-            _, acknowledged_at = heapq.heappop(self.expected)
-            fire(self, WS, "push: vote acknowledged → shown", (now - acknowledged_at) * 1000)
-
-    def expect(self, version: int, acknowledged_at: float) -> None:
-        if version <= self.shown_version:
-            # The push beat the vote's own answer back to the phone: shown at once.
-            fire(self, WS, "push: vote acknowledged → shown", 0.0)
-        else:
-            heapq.heappush(self.expected, (version, acknowledged_at))
-
-    def give_up_on_late_votes(self) -> None:
-        now = time.monotonic()
-        late = [entry for entry in self.expected if now - entry[1] > PUSH_DEADLINE_SECONDS]
-        if not late:
-            return
-        self.expected = [entry for entry in self.expected if now - entry[1] <= PUSH_DEADLINE_SECONDS]
-        heapq.heapify(self.expected)
-        for version, acknowledged_at in late:
-            error = PushMissing(f"no push showed version {version} within {PUSH_DEADLINE_SECONDS:.0f} s")
-            fire(self, WS, "push: vote acknowledged → shown", (now - acknowledged_at) * 1000, error)
-
     def hang_up(self) -> None:
-        if self.slug:
-            SCREENS.leave(self.slug, self)
-            # Votes waiting to be timed here go to another screen of the same poll.
-            for version, acknowledged_at in self.expected:
-                SCREENS.vote_acknowledged(self.slug, version, acknowledged_at)
-            self.expected = []
-            self.slug = None
         if self.socket is not None:
             try:
                 self.socket.close()
             except (websocket.WebSocketException, OSError):
                 pass
-            self.socket = None
-        self.shown_version = -1
+        self.socket, self.connected_at, self.ballot = None, math.inf, None
+
+    def listen(self) -> None:
+        """Waits up to a second (less when a ballot is due) for a push, and shows it."""
+        wait = 1.0 if self.ballot is None else min(1.0, max(0.01, self.ballot.at - time.time()))
+        self.socket.settimeout(wait)
+        try:
+            message = self.socket.recv()
+        except websocket.WebSocketTimeoutException:
+            return
+        except (websocket.WebSocketException, OSError) as error:
+            fire(self, WS, "/ws/events/[code]/ connection lost", 0, error)
+            self.hang_up()
+            return
+        self.show(PhoneScreen.read(message), pushed=True)
+
+    def show(self, screen: PhoneScreen | None, *, pushed: bool) -> None:
+        before = self.shown
+        if screen is None or (before is not None and screen.state < before.state):
+            return
+        self.shown = screen
+        changed = before is None or screen.state > before.state
+        if pushed and changed and screen.open and screen.closes_at and WINDOW_SECONDS:
+            opened_at = screen.closes_at - WINDOW_SECONDS
+            if self.connected_at < opened_at:
+                fire(self, WS, PUSH, (time.time() - opened_at) * 1000)
+        if not screen.open:
+            self.ballot = None
+            if changed and screen.results:
+                self.shown_results()
+        elif screen.state not in self.voted:
+            if screen.question is None:  # "your answer is in": this browser answered the question before
+                self.handed_over = True
+            elif self.ballot is None or self.ballot.state != screen.state:
+                self.plan(screen)
+
+    def plan(self, screen: PhoneScreen) -> None:
+        now = time.time()
+        at = now + random.uniform(*REACTION) * (WINDOW_SECONDS or 0)
+        if now < screen.last_moment():  # else too late for this one: the person sits it out
+            self.ballot = Ballot(screen.state, screen.question, min(at, screen.last_moment()))
+
+    def send_ballot(self) -> None:
+        ballot, self.ballot = self.ballot, None
+        if self.shown is None or self.shown.state != ballot.state:
+            return  # the presenter moved on
+        self.voted.add(ballot.state)
+        self.vote(ballot)
+        if WINDOW_SECONDS is None:
+            self.handed_over = True  # a closed loop: the next person votes at once
+
+    def again_in_time(self) -> bool:
+        """Whether to send the same vote again (1–3 s later, while the window has time for it)."""
+        return random.random() < AGAIN_SHARE and time.time() + 3 * WAIT_SCALE < self.shown.last_moment()
+
+    def check_pushes(self) -> None:
+        opened = OPENED
+        if opened is None or opened.state in self.missed or self.connected_at >= opened.opened_at:
+            return
+        if self.shown is not None and self.shown.state >= opened.state:
+            return
+        late = time.time() - opened.opened_at
+        if late > PUSH_DEADLINE_SECONDS:
+            self.missed.add(opened.state)
+            error = PushMissing(f"no push showed the question opened within {PUSH_DEADLINE_SECONDS:.0f} s")
+            fire(self, WS, PUSH, late * 1000, error)
+
+
+class Voter(EventPhone):
+    """A phone voting through the page's form as htmx sends it. The answer replaces the phone's region,
+    and with it the socket: the htmx ws extension opens the new region's, which learns this phone's
+    pick. One time in ten the phone taps again and must be refused (409)."""
+
+    weight = MIX.get("voter", 0)
+
+    def vote(self, ballot: Ballot) -> None:
+        page_url = f"{self.host}/e/{EVENT['code']}/"
+        choices = ballot.question.pick_choices()
+        sent = FormVote(
+            path=f"/e/{EVENT['code']}/vote/",
+            body=urlencode(
+                [("csrfmiddlewaretoken", self.csrf), ("question", ballot.question.slug)]
+                + [("choice", choice) for choice in choices]
+            ),
+            headers={
+                **form_headers(self, page_url),
+                "HX-Request": "true",
+                "HX-Current-URL": page_url,
+                "HX-Target": "live-region",
+            },
+        )
+        with self.client.post(
+            sent.path, data=sent.body, headers=sent.headers, name="/e/[code]/vote/", catch_response=True
+        ) as answer:
+            answered = answer.status_code == 200 and "event-answered" in (answer.text or "")
+            if answer.status_code == 200 and not answered:
+                answer.failure("the vote's answer does not say the answer is in")
+        if not answered:
+            return
+        ACKS.write(ballot.question.slug, voter_key(self), "form")
+        if WINDOW_SECONDS is None:
+            return  # a closed loop: someone new takes the phone (send_ballot)
+        if self.again_in_time():
+            pause(1, 3)
+            expect_refusal(
+                self, sent.path, name="/e/[code]/vote/ (again: 409 expected)", data=sent.body, headers=sent.headers
+            )
+        self.hang_up()
+        self.show(PhoneScreen.read(answer.text), pushed=False)
+        self.connect()
+
+
+class Viewer(Voter):
+    """A phone like the voter's whose person reloads the page every 2–10 minutes (a new page and socket)."""
+
+    weight = MIX.get("viewer", 0)
+
+    def stay_seconds(self) -> float:
+        return random.uniform(120, 600) * WAIT_SCALE
+
+
+class ApiVoter(EventPhone):
+    """A phone whose app votes through `POST /api/votes/` with the question's id and a `voter` key of its
+    own, repeats one vote in ten (409 expected), and reads `GET /api/polls/<id>/results/` one time in
+    two once the presenter reveals them."""
+
+    weight = MIX.get("api", 0)
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.last_question: Poll | None = None
+
+    def vote(self, ballot: Ballot) -> None:
+        body = vote_on_the_api(self, ballot.question)
+        if body is None:
+            return
+        self.last_question = ballot.question
+        if WINDOW_SECONDS is not None and self.again_in_time():
+            pause(1, 3)
+            expect_refusal(self, "/api/votes/", name="/api/votes/ (again: 409 expected)", json=body)
+
+    def shown_results(self) -> None:
+        question, self.last_question = self.last_question, None
+        if question is not None and random.random() < RESULTS_SHARE:
+            pause(1, 5)
+            read_results(self, question, api=True)
+
+
+class Presenter:
+    """The event's presenter: at each round, a second after it starts, `next` (back to the first question
+    with `goto` after the last), `open` for the window, then `reveal` once the window is over. In a
+    closed loop, one question opened for the whole run, without a window.
+
+    It runs in Locust's master process, not in a worker: busy phones hold up a worker's greenlets, not
+    the master's, so the rounds keep to the wall clock. Its calls go through Locust's request event like
+    the phones' requests, into the step being measured. It tells the workers when a question opened, so
+    their phones can tell a missing push.
+    """
+
+    def __init__(self, environment) -> None:
+        self.environment = environment
+        self.client = FastHttpSession(
+            environment.host, environment.events.request, user=None, network_timeout=20.0, connection_timeout=10.0
+        )
+        self.questions = [question["slug"] for question in EVENT["questions"]]
+        self.state: dict | None = None
+        self.log = RunLog("presenter")  # its actions: time, action, the question on screen
+
+    def run(self) -> None:
+        self.read()
+        if WINDOW_SECONDS is None:
+            if self.next_question():
+                self.control("open")
+            return
+        while True:
+            now = time.time()
+            gevent.sleep((now // ROUND_SECONDS + 1) * ROUND_SECONDS + 1 - now)
+            if not self.next_question():
+                continue
+            opened = self.control("open", seconds=WINDOW_SECONDS)
+            if opened is None or not opened["closes_at"]:
+                continue
+            closes_at = timestamp(opened["closes_at"])
+            self.environment.runner.send_message(
+                OPENED_MESSAGE, {"state": opened["version"], "opened_at": closes_at - WINDOW_SECONDS}
+            )
+            gevent.sleep(max(0.0, closes_at + 0.5 - time.time()))
+            self.control("reveal")
+
+    def read(self) -> None:
+        with self.client.get(f"/api/events/{EVENT['id']}/", name="/api/events/[id]/", catch_response=True) as page:
+            if page.status_code == 200:
+                self.state = page.json()["state"]
+
+    def next_question(self) -> bool:
+        index = (self.state or {}).get("index")
+        if index is not None and index + 1 >= len(self.questions):
+            return self.control("goto", question=self.questions[0]) is not None
+        return self.control("next") is not None
+
+    def control(self, action: str, **fields) -> dict | None:
+        with self.client.post(
+            f"/api/events/{EVENT['id']}/control/",
+            json={"action": action, **fields},
+            headers={"Authorization": f"Bearer {EVENT['token']}"},
+            name=f"/api/events/[id]/control/ ({action})",
+            catch_response=True,
+        ) as answer:
+            if answer.status_code != 200:
+                answer.failure(f"the presenter's {action} answered {answer.status_code}: {(answer.text or '')[:120]}")
+                return None
+            self.state = answer.json()["state"]
+        self.log.write(f"{time.time():.3f}", action, self.state["active"] or "")
+        return self.state
+
+
+PRESENTING: gevent.Greenlet | None = None
+
+
+@events.init.add_listener
+def _listen_for_openings(environment, **_kwargs) -> None:
+    if environment.runner is not None and not isinstance(environment.runner, locust.runners.MasterRunner):
+        environment.runner.register_message(OPENED_MESSAGE, _question_opened)
+
+
+def _question_opened(environment, msg, **_kwargs) -> None:
+    global OPENED
+    OPENED = Opening(state=msg.data["state"], opened_at=msg.data["opened_at"])
+
+
+@events.test_start.add_listener
+def _start_presenting(environment, **_kwargs) -> None:
+    global PRESENTING
+    if EVENT is not None and not isinstance(environment.runner, locust.runners.WorkerRunner):
+        PRESENTING = gevent.spawn(Presenter(environment).run)
+
+
+@events.test_stop.add_listener
+def _stop_presenting(environment, **_kwargs) -> None:
+    if PRESENTING is not None:
+        PRESENTING.kill(block=False)
 
 
 def create_a_poll(user, *, typing: tuple[float, float]) -> None:
@@ -543,10 +765,10 @@ class Visitor(Phone, FastHttpUser):
         read_results(self, POLLS.pick(), api=random.random() < 0.5)
 
 
-# A kind weighted 0 in LOADTEST_MIX is left out of the run entirely.
-Voter.abstract = MIX.get("voter", 0) <= 0
-ApiVoter.abstract = MIX.get("api", 0) <= 0
-Viewer.abstract = MIX.get("viewer", 0) <= 0
+# A kind weighted 0 in LOADTEST_MIX is left out of the run entirely; the phones need the hall's event.
+Voter.abstract = MIX.get("voter", 0) <= 0 or EVENT is None
+ApiVoter.abstract = MIX.get("api", 0) <= 0 or EVENT is None
+Viewer.abstract = MIX.get("viewer", 0) <= 0 or EVENT is None
 Creator.abstract = MIX.get("creator", 0) <= 0
 Visitor.abstract = MIX.get("visitor", 0) <= 0
 

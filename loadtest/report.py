@@ -21,9 +21,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, NullLocator  # noqa: E402
 
+from loadtest import stepstats  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = ROOT / "loadtest" / "NOTES.md"
-PUSH = "WS push: vote acknowledged → shown"
+# The hall's push latency: a question opened → shown on a phone; before the hall ran as an event, a vote
+# acknowledged → shown on a live screen of its poll.
+PUSH = f"{stepstats.WS} {stepstats.PUSH}"
+PUSH_BEFORE_EVENTS = "WS push: vote acknowledged → shown"
 PROFILE_TITLES = {"hall": "Hall", "public": "Public site"}
 # The public site's actions, by the names Locust records them under.
 CREATES = ("POST /polls/new/", "POST /api/polls/")
@@ -178,7 +183,7 @@ def step_at(steps: list[dict], users: int) -> dict | None:
 
 
 def push_series(step: dict) -> dict:
-    return step["names"].get(PUSH) or {}
+    return step["names"].get(PUSH) or step["names"].get(PUSH_BEFORE_EVENTS) or {}
 
 
 def vote_attempts_per_minute(step: dict) -> float:
@@ -356,7 +361,7 @@ def charts(meta: dict, steps: list[dict], out_dir: Path) -> list[tuple[str, str]
     names.append(save(figure, "errors.png", "Error % vs users"))
 
     if any(push_series(step) for step in steps):  # the hall's live screens; the public site has none
-        figure, axis = axes("Push latency: vote acknowledged → shown on a live screen", "milliseconds")
+        figure, axis = axes("Push latency: question opened → shown on a phone", "milliseconds")
         for key, style in (("p50", "o-"), ("p95", "s-"), ("p99", "^-")):
             axis.plot(users, [push_series(step).get(key) for step in steps], style, label=key)
         axis.set_ylim(bottom=0)
@@ -413,7 +418,7 @@ def render(runs: dict[str, tuple[dict, list[dict]]], chart_names: dict[str, list
             "",
         ]
     for profile, (meta, _) in runs.items():
-        lines += [f"**{PROFILE_TITLES[profile]}.** {plan_line(meta['options'])}", ""]
+        lines += [f"**{PROFILE_TITLES[profile]}.** {plan_line(meta)}", ""]
     lines += ["## Verdict", ""]
     for profile, (meta, steps) in runs.items():
         lines += [f"**{PROFILE_TITLES[profile]}**", ""]
@@ -443,18 +448,31 @@ def render(runs: dict[str, tuple[dict, list[dict]]], chart_names: dict[str, list
     return "\n".join(lines)
 
 
-def plan_line(options: dict) -> str:
+def plan_line(meta: dict) -> str:
     """How a profile's steps ran; runs made before question rounds existed have no round_seconds."""
+    options = meta["options"]
     rounds = options.get("align_to_rounds") and options.get("profile", "hall") == "hall"
-    seeded = "through the API" if options.get("seed_via") == "api" else "through the landing page's form"
     return (
         f"Steps: {', '.join(f'{n:,}' for n in options['steps'])} users; each step ramps at "
         f"{options['spawn_rate']:g} users/s, settles {options['settle_seconds']:g} s, then is measured for "
         f"{options['step_seconds']:g} s"
         + (f", from the start of the next question round (one every {options['round_seconds']:g} s)" if rounds else "")
         + f". User mix (weights): `{options['mix']}`; think times × {options['wait_scale']:g}. "
-        f"{options['polls']:,} polls seeded {seeded}."
+        + seeded_line(meta)
     )
+
+
+def seeded_line(meta: dict) -> str:
+    """What existed before the load: the hall's event (runs from before it ran as an event seeded polls)."""
+    options, event = meta["options"], meta.get("event")
+    if event:
+        opening = f"opening each for {event['window_seconds']} s" if event["window_seconds"] else "without a window"
+        return (
+            f"One event of {event['questions']:,} questions, created through `POST /api/events/`; its presenter "
+            f"put {event['shown']:,} of them on screen, {opening}."
+        )
+    seeded = "through the API" if options.get("seed_via") == "api" else "through the landing page's form"
+    return f"{options['polls']:,} polls seeded {seeded}."
 
 
 def side_by_side(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
@@ -567,21 +585,7 @@ def what_ran(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
     for profile, (meta, _) in runs.items():
         options = meta["options"]
         if profile == "hall":
-            # Runs made before question rounds existed spread their votes over 30–60 s instead.
-            round_seconds = options.get("round_seconds", 60) * options["wait_scale"]
-            lines.append(
-                f"- **The hall's load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} worker "
-                f"processes. *Voter*: a phone in a hall where a new question is asked every {round_seconds:g} s (the "
-                "same moment for every phone, so the votes arrive all at once); 2–15 s after it, the phone opens a "
-                "poll, reads it (1–5 s), votes through the form as htmx does (CSRF token and cookie, `HX-Request`), "
-                "taps again one time in ten and must be refused (409), and opens the results page one time in two; "
-                "when it has answered every poll, a new person takes it. *ApiVoter*: a program voting through "
-                "`POST /api/votes/` with a unique `voter` key every 30–60 s, repeating one vote in ten (409 expected) "
-                "and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live screen; loads the "
-                "results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. *Creator*: every 30–90 s "
-                "creates a poll (the landing page's form or the API). Polls draw attention unevenly: the n-th poll "
-                "gets 1/n of the first one's; a new poll takes the last rank."
-            )
+            lines.append(hall_load(meta))
         else:
             lines.append(
                 f"- **The public site's load**: Locust (`FastHttpUser`), a master and {options['locust_processes']} "
@@ -595,7 +599,15 @@ def what_ran(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
                 "Locust process knows (the seeded ones and those it created) with a long tail: the k-th most popular "
                 "poll draws 1/k as much as the first, and a new poll takes a random rank, so new polls get votes."
             )
-    if "hall" in runs:
+    if "hall" in runs and runs["hall"][0].get("event"):
+        lines.append(
+            "- **Push latency** (the hall): each phone times the push that shows it a question opened, from the moment "
+            "the server opened it (the end of the window the push carries, less the window) to the push's arrival, "
+            "when its socket was up before that moment. A question that opened while a phone's socket was up and "
+            "that the phone has not shown within 10 s counts as an error (the presenter tells the Locust workers "
+            "when each question opened)."
+        )
+    elif "hall" in runs:
         lines.append(
             "- **Push latency** (the hall): every vote acknowledged through the form carries the tally version of its "
             "answer; one screen of that poll (chosen at random in the same Locust process) times it from the "
@@ -609,6 +621,50 @@ def what_ran(runs: dict[str, tuple[dict, list[dict]]]) -> list[str]:
     for profile, (meta, _) in runs.items():
         lines.append(f"- **Rate limits ({PROFILE_TITLES[profile].lower()})**: {rate_limit_line(meta['options'])}")
     return [*lines, ""]
+
+
+def hall_load(meta: dict) -> str:
+    """What the hall's users did: as an event, or (runs from before events) over 10 polls."""
+    options, event = meta["options"], meta.get("event")
+    locust = f"Locust (`FastHttpUser`), a master and {options['locust_processes']} worker processes"
+    creator = "*Creator*: every 30–90 s creates a poll (the landing page's form or the API)."
+    if not event:
+        # Runs made before question rounds existed spread their votes over 30–60 s instead.
+        round_seconds = options.get("round_seconds", 60) * options["wait_scale"]
+        return (
+            f"- **The hall's load**: {locust}. *Voter*: a phone in a hall where a new question is asked every "
+            f"{round_seconds:g} s (the same moment for every phone, so the votes arrive all at once); 2–15 s after it, "
+            "the phone opens a poll, reads it (1–5 s), votes through the form as htmx does (CSRF token and cookie, "
+            "`HX-Request`), taps again one time in ten and must be refused (409), and opens the results page one time "
+            "in two; when it has answered every poll, a new person takes it. *ApiVoter*: a program voting through "
+            "`POST /api/votes/` with a unique `voter` key every 30–60 s, repeating one vote in ten (409 expected) "
+            "and reading `GET /api/polls/<id>/results/` one time in two. *Viewer*: a live screen; loads the "
+            "results page, holds `WS /ws/polls/<slug>/` for 2–10 minutes, then reloads. "
+            f"{creator} Polls draw attention unevenly: the n-th poll gets 1/n of the first one's; a new poll takes "
+            "the last rank."
+        )
+    window = event["window_seconds"]
+    rounds = (
+        f"a second into each round of {event['round_seconds']:g} s it sends `next` (`goto` the first question after "
+        f"the last), then `open` with a {window} s window, and `reveal` once the window is over"
+        if window
+        else "it opens one question for the whole run, without a window"
+    )
+    return (
+        f"- **The hall's load**: {locust}, and one event created through `POST /api/events/`. *Presenter*: one, in "
+        f"Locust's master process, where busy phones cannot hold up its rounds: {rounds}, each a "
+        "`POST /api/events/<id>/control/` with the owner token. Every other user but the creators is a phone in the "
+        "hall: it opens the event's page `GET /e/<code>/` (its CSRF token and cookie), holds `WS /ws/events/<code>/`, "
+        "and votes once in each window, a tenth to three quarters of the window after it sees the question open "
+        "(2–15 s of 20) and never in its last quarter, so no vote arrives after the window. *Voter*: votes through "
+        "the page's form as htmx sends it (`POST /e/<code>/vote/` with `HX-Request`); the answer replaces the "
+        "phone's region and its socket, so the phone opens a new one, as the htmx ws extension does; it taps again "
+        "one time in ten and must be refused (409). *Viewer*: the same, and its person reloads the page every 2–10 "
+        "minutes. *ApiVoter*: votes through `POST /api/votes/` with the question's id and a unique `voter` key, "
+        "repeats one vote in ten (409 expected), and reads `GET /api/polls/<id>/results/` one time in two once the "
+        "results are revealed. A phone that meets a question its browser answered before (the presenter went back "
+        f"to it) is handed to someone new, with a fresh cookie jar. {creator}"
+    )
 
 
 def profile_sections(meta: dict, steps: list[dict], chart_names: list[tuple[str, str]]) -> list[str]:
@@ -663,7 +719,12 @@ def profile_sections(meta: dict, steps: list[dict], chart_names: list[tuple[str,
         lines.append(
             f"Polls created during the run (the mix ceiling's included): {sum(created.values()):,} "
             f"({created.get('form', 0):,} through the landing page's form, {created.get('api', 0):,} through the "
-            f"API), on top of {meta['options']['polls']:,} seeded."
+            "API), on top of "
+            + (
+                f"the event's {meta['event']['questions']:,} questions."
+                if meta.get("event")
+                else f"{meta['options']['polls']:,} seeded."
+            )
         )
     return [*lines, ""]
 

@@ -3,9 +3,10 @@
 
 Two load profiles (`--profile hall|public|both`, default both):
 
-- hall: a keynote's hall. 10 seeded polls that all stay hot, a question every 60 s that every phone
-  answers at once, live screens on WebSockets, now and then a new poll. Steps 100 → 4,000 users.
-  Rate limits at their production defaults.
+- hall: a keynote's hall, run as an event. Its presenter opens a question every 60 s for a 20 s
+  window, then reveals the results; every phone in the hall follows the event on its WebSocket and
+  votes in each window (through the page's form or the API); now and then a new poll. Steps 100 →
+  4,000 users. Rate limits at their production defaults.
 - public: a public polling site. A few hundred polls seeded through the API, thousands more
   created during the run; each visitor creates, votes and reads results in the ratio 1 : 5 : 3,
   1–5 s apart, over every poll it knows with a long tail of attention (loadtest/pollbook.py).
@@ -17,14 +18,17 @@ start (the rate limits), and neither's Locust users, CPU samples or step windows
 the other's. Each profile:
 
 1. starts the stack through scripts/stack (what `make stack` runs), on free ports;
-2. seeds its polls (the hall: through the site's own form; the public site: through the API);
+2. seeds its polls (the hall: one event through `POST /api/events/`, a question per round of the
+   run, at most 50; the public site: polls through the API);
 3. measures the stack's /healthz ceiling (wrk, or Locust without it) and the profile's mix ceiling
    (its own users, 100 of them with no think time: a closed loop) in the same run, without rate
    limits (the hall's on a stack of their own, started just before the one its steps run on);
 4. steps the users (Locust: a master and 2 worker processes, FastHttpUser), recording per step
    requests/s, latency percentiles per endpoint, errors and push latency, while a sampler reads
    CPU and memory of every process of the stack, PostgreSQL's backends, Redis and Locust;
-5. checks every acknowledged vote is in PostgreSQL exactly once and the tallies equal the record;
+5. checks every acknowledged vote is in PostgreSQL exactly once and the tallies equal the record
+   (the hall: of the questions its presenter put on screen, each revealed first if the run stopped
+   before its reveal; then the event is ended);
 
 then docs/loadtest/REPORT.md and its charts show the profiles side by side (loadtest/report.py).
 The raw data of each profile is in its own directory, RUN_DIR/hall and RUN_DIR/public.
@@ -36,6 +40,7 @@ apply to both profiles; the report lists them.
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -58,13 +63,15 @@ import psycopg  # noqa: E402
 from crowdtick.database import ensure_database  # noqa: E402
 from loadtest import integrity, report  # noqa: E402
 from loadtest.sampler import Sampler  # noqa: E402
-from loadtest.site import Site, seed_polls  # noqa: E402
+from loadtest.site import Site, seed_event, seed_polls  # noqa: E402
 from loadtest.stack import ROOT, Stack, free_ports  # noqa: E402
+from loadtest.stepstats import vote_window  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/crowdtick_loadtest"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"  # not make stack's 0: another database's tallies
 LOCUST = Path(sys.executable).parent / "locust"
 PROFILES = ("hall", "public")
+EVENT_MAX_QUESTIONS = 50  # DESIGN.md, "Events"
 
 
 # The hall keeps production rate limits, except the daily cap on new polls per address
@@ -84,8 +91,9 @@ class Options:
     mix: str = "voter=70,api=10,viewer=19,creator=1"
     wait_scale: float = 1.0
     round_seconds: float = 60
+    window_seconds: float = 20  # the hall: each question takes votes for so long (times wait_scale)
     align_to_rounds: bool = True  # each measured window starts with a question round (stepstats.window_start)
-    polls: int = 10
+    polls: int = 0  # the hall: the event's questions (0: one per round of the run, at most 50); public: polls seeded
     seed_via: str = "form"  # or "api"
     ceiling_seconds: float = 10  # 0 skips both ceilings
     mix_ceiling_users: int = 100
@@ -135,10 +143,16 @@ def parse_args(argv: list[str] | None = None) -> list[Options]:
     parser.add_argument("--wait-scale", type=float, default=hall.wait_scale, help="multiplies think times")
     parser.add_argument("--round-seconds", type=float, default=hall.round_seconds, help="the hall: a question every …")
     parser.add_argument(
+        "--window-seconds", type=float, default=hall.window_seconds, help="the hall: … open for votes for …"
+    )
+    parser.add_argument(
         "--no-align-to-rounds", dest="align_to_rounds", action="store_false", help="measure from any moment of a round"
     )
     parser.add_argument(
-        "--polls", type=int, help=f"polls seeded before the load (default: hall {hall.polls}; public {public.polls})"
+        "--polls",
+        type=int,
+        help="the hall: its event's questions (default: one per round of the run, at most "
+        f"{EVENT_MAX_QUESTIONS}); public: polls seeded before the load (default {public.polls})",
     )
     parser.add_argument(
         "--ceiling-seconds", type=float, default=hall.ceiling_seconds, help="/healthz ceiling; 0 skips every ceiling"
@@ -154,6 +168,10 @@ def parse_args(argv: list[str] | None = None) -> list[Options]:
     parser.add_argument("--out-dir", type=Path, default=hall.out_dir, help="where REPORT.md and charts go")
     parser.add_argument("--label", default="", help="a line saying what this run is, at the top of the report")
     args = parser.parse_args(argv)
+    if args.window_seconds + 5 > args.round_seconds:
+        parser.error("--window-seconds: a question's window must end at least 5 s before the next round")
+    if args.polls is not None and args.profile != "public" and not 1 <= args.polls <= EVENT_MAX_QUESTIONS:
+        parser.error(f"--polls: the hall's event has 1 to {EVENT_MAX_QUESTIONS} questions")
     # The command as the report shows it: where the raw data went and the label change no figure.
     shown = without_options(argv or [], {"--run-dir", "--label"})
     command = "make loadtest" + (f" LOADTEST_ARGS={shlex.quote(shlex.join(shown))}" if shown else "")
@@ -177,7 +195,12 @@ def parse_args(argv: list[str] | None = None) -> list[Options]:
         common["steps"] = [int(n) for n in args.steps.split(",")]
     if args.polls is not None:
         common["polls"] = args.polls
-    hall_only = {"mix": args.mix, "round_seconds": args.round_seconds, "align_to_rounds": args.align_to_rounds}
+    hall_only = {
+        "mix": args.mix,
+        "round_seconds": args.round_seconds,
+        "window_seconds": args.window_seconds,
+        "align_to_rounds": args.align_to_rounds,
+    }
     profiles = PROFILES if args.profile == "both" else [args.profile]
     return [
         Options.for_profile(profile, **common, **(hall_only if profile == "hall" else {}), run_dir=run_dir / profile)
@@ -255,11 +278,16 @@ def run(options: Options) -> Path:
             created = read_created(run_dir)
             meta["created"] = dict(Counter(via for _, via in created))
             print(f"loadtest: {len(created):,} polls created during the run; checking integrity", flush=True)
+            site = Site(steps_stack.base_url)
+            seeded = [poll["slug"] for poll in polls]
+            if options.profile == "hall":
+                seeded = event_wrap_up(site, run_dir)
+                meta["event"] = event_summary(run_dir, options, shown=len(seeded))
             meta["integrity"] = integrity.check(
                 database_url=database_url,
-                site=Site(steps_stack.base_url),
+                site=site,
                 run_dir=run_dir,
-                seeded_slugs=[poll["slug"] for poll in polls],
+                seeded_slugs=seeded,
                 created_slugs=[slug for slug, _ in created],
             )
     finally:
@@ -279,11 +307,38 @@ def rate_limits_off(stack_env: dict[str, str]) -> bool:
 
 
 def seed(stack: Stack, options: Options, run_dir: Path) -> list[dict]:
-    """The polls that exist before the load (polls.json, which every Locust process reads)."""
+    """The polls that exist before the load, which every Locust process reads: the hall's event and its
+    questions (event.json, with the owner token its presenter needs), the public site's polls (polls.json)."""
+    if options.profile == "hall":
+        event = seed_event(Site(stack.base_url), options.polls or questions_for(options))
+        (run_dir / "event.json").write_text(json.dumps(event))
+        print(
+            f"loadtest: stack up at {stack.base_url}, an event of {len(event['questions'])} questions "
+            f"(join code {event['code']})",
+            flush=True,
+        )
+        return event["questions"]
     polls = seed_polls(Site(stack.base_url), options.polls, via=options.seed_via)
     (run_dir / "polls.json").write_text(json.dumps(polls))
     print(f"loadtest: stack up at {stack.base_url}, {len(polls)} polls seeded", flush=True)
     return polls
+
+
+def questions_for(options: Options) -> int:
+    """A question per round of the hall's run, at most 50: the mix ceiling's one, then as many as its steps'
+    ramps, settles, waits for a round and windows last. With more rounds than that, the presenter goes back
+    to the first question (`goto`), and a phone that answered it is handed to someone new."""
+    round_seconds = options.round_seconds * options.wait_scale
+    if round_seconds <= 0:
+        return 2  # closed loops: one question for the ceiling, one for the steps
+    seconds, users = 0.0, 0
+    for step in options.steps:
+        if step != users:  # equal steps follow each other at once (make soak)
+            seconds += abs(step - users) / options.spawn_rate + options.settle_seconds
+            seconds += round_seconds if options.align_to_rounds else 0
+        seconds += options.step_seconds
+        users = step
+    return min(EVENT_MAX_QUESTIONS, 2 + math.ceil(seconds / round_seconds))
 
 
 def measure_ceilings(base_url: str, options: Options, run_dir: Path, sampler: Sampler) -> dict:
@@ -361,6 +416,44 @@ def measure_mix_ceiling(base_url: str, options: Options, run_dir: Path, sampler:
     }
 
 
+def read_shown(run_dir: Path) -> list[str]:
+    """The questions the hall's presenter put on screen, in order (presenter-*.tsv: time, action, question)."""
+    actions = sorted(
+        line.split("\t") for path in run_dir.glob("presenter-*.tsv") for line in path.read_text().splitlines() if line
+    )
+    return list(dict.fromkeys(slug for _, _, slug in actions if slug))
+
+
+def event_wrap_up(site: Site, run_dir: Path) -> list[str]:
+    """After the hall's load: shows the results of every question the presenter put on screen that still
+    hides them (the run stopped before that round's reveal; the mix ceiling's question is never revealed),
+    then ends the event, as a presenter would. Returns those questions, whose tallies the integrity check
+    compares: the results API shows an event's question only once revealed."""
+    event = json.loads((run_dir / "event.json").read_text())
+    shown = read_shown(run_dir)
+    for slug in shown:
+        if site.request("GET", f"/api/polls/{slug}/results/").status == 403:
+            site.control_event(event, "goto", question=slug)
+            site.control_event(event, "reveal")
+    site.control_event(event, "end")
+    return shown
+
+
+def event_summary(run_dir: Path, options: Options, *, shown: int) -> dict:
+    """What the report says of the hall's event; not its owner token."""
+    event = json.loads((run_dir / "event.json").read_text())
+    return {
+        "id": event["id"],
+        "code": event["code"],
+        "questions": len(event["questions"]),
+        "shown": shown,
+        "window_seconds": vote_window(
+            options.window_seconds, round_seconds=options.round_seconds, wait_scale=options.wait_scale
+        ),
+        "round_seconds": options.round_seconds * options.wait_scale,
+    }
+
+
 def read_created(run_dir: Path) -> list[tuple[str, str]]:
     """(slug, form|api) of every poll the users created, the mix ceiling's included."""
     return [
@@ -395,6 +488,7 @@ def run_locust(
         "LOADTEST_SPAWN_RATE": str(options.spawn_rate),
         "LOADTEST_WAIT_SCALE": str(options.wait_scale),
         "LOADTEST_ROUND_SECONDS": str(options.round_seconds),
+        "LOADTEST_WINDOW_SECONDS": str(options.window_seconds),
         "LOADTEST_ALIGN_TO_ROUNDS": "1" if options.align_to_rounds else "0",
     }
     command = [

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """`make soak`: the production stack at one steady load for a long time. Does memory or the error rate creep?
 
-The load test's own machinery (loadtest/run.py) runs it: the stack through scripts/stack, the seeded
-polls, Locust with `make loadtest`'s user mix, rate limits at their production defaults, and the
-integrity check at the end. The users stay at --users for --minutes, measured a minute at a time,
-while the sampler reads every process's memory each --sample-seconds. Then:
+The load test's own machinery (loadtest/run.py) runs it: the stack through scripts/stack, the hall's
+event, Locust with `make loadtest`'s hall (its presenter, phones and creators), rate limits at their
+production defaults, and the integrity check at the end. The users stay at --users for --minutes,
+measured a minute at a time, while the sampler reads every process's memory each --sample-seconds.
+Then:
 
 - memory: per process, the least-squares slope of its RSS over time after a warm-up (the first sixth
   of the run: 5 of 30 minutes), in MiB an hour; it passes when every process grows under 10 MiB/h;
@@ -345,9 +346,16 @@ def render(result: dict) -> str:
         "",
         f"- **Load**: {soak['users']:,} Locust users for {minutes:.1f} minutes after a "
         f"{meta['options']['spawn_rate']:g} users/s ramp and a {meta['options']['settle_seconds']:g} s settle, "
-        f"the user mix of `make loadtest` (`{meta['options']['mix']}`: phones voting on a question a minute, API "
-        "voters, live screens on WebSockets, poll creators), rate limits at their production defaults, "
-        f"{meta['options']['polls']} polls seeded. The production stack of `make stack`.",
+        f"the user mix of `make loadtest`'s hall (`{meta['options']['mix']}`: "
+        + (
+            "an event whose presenter opens a question a minute; phones following it on WebSockets that vote in each "
+            "question's window, through the form or the API; poll creators), rate limits at their production "
+            f"defaults; {report.seeded_line(meta)}"
+            if meta.get("event")
+            else "phones voting on a question a minute, API voters, live screens on WebSockets, poll creators), rate "
+            f"limits at their production defaults, {meta['options']['polls']} polls seeded."
+        )
+        + " The production stack of `make stack`.",
         f"- **Memory**: every process sampled each {soak['sample_seconds']:g} s (RSS, and USS: the memory it alone "
         f"holds). Growth is the least-squares slope over time after a warm-up of {warm_minutes:.1f} minutes (the "
         f"first sixth of the run: 5 of 30 minutes), in MiB an hour; each process must stay under "

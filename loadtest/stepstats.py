@@ -13,22 +13,33 @@ from dataclasses import dataclass, field
 
 # Request types that are not HTTP requests: they are kept apart from the HTTP percentiles.
 WS = "WS"
+# What the hall's phones time (a WS request of that name): the server opened a question → the phone shows it.
+PUSH = "push: question opened → shown"
 
 
 def window_start(now: float, *, round_seconds: float, aligned: bool) -> float:
     """When a step's measured window starts: at once, or at the start of a question round.
 
-    The voters act on rounds (`until_the_next_question`): nothing for 2 s after a question, then
-    a burst, then quiet. A window that starts with a round holds whole bursts, every step alike,
-    and its edges fall in quiet time. Started at any moment, a 60 s window could hold the end of
-    one burst and the start of the next (make loadtest at 2,000 users: 60% busy in its first second,
-    78% in its last), so what a step measured depended on where its window fell. A round that
-    began under a second ago still counts: its burst has not started.
+    The hall acts on rounds: its presenter opens a question a second into each (`Presenter` in
+    loadtest/locustfile.py) and the phones vote 2–15 s later, then all is quiet until the next. A
+    window that starts with a round holds whole bursts, every step alike, and its edges fall in
+    quiet time. Started at any moment, a 60 s window could hold the end of one burst and the start
+    of the next (make loadtest at 2,000 users: 60% busy in its first second, 78% in its last), so
+    what a step measured depended on where its window fell. A round that began under a second ago
+    still counts: its question has not opened.
     """
     if not aligned or round_seconds <= 0:  # no think time, no rounds
         return now
     this_round = now // round_seconds * round_seconds
     return this_round if now - this_round < 1.0 else this_round + round_seconds
+
+
+def vote_window(seconds: float, *, round_seconds: float, wait_scale: float) -> int | None:
+    """The hall presenter's vote window, in whole seconds as the API takes them (5 at least). None in a
+    closed loop: no rounds, one question open the whole run."""
+    if round_seconds * wait_scale <= 0:
+        return None
+    return max(5, round(seconds * wait_scale))
 
 
 def bucket_of(milliseconds: float) -> float:

@@ -2,10 +2,20 @@
 profiles side by side."""
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
-from loadtest.report import busiest_window, nginx_request_times, percentiles, resources, runs_in, saturation, write
+from loadtest.report import (
+    PUSH,
+    PUSH_BEFORE_EVENTS,
+    busiest_window,
+    nginx_request_times,
+    percentiles,
+    resources,
+    runs_in,
+    saturation,
+    write,
+)
 from loadtest.run import Options
 from loadtest.stepstats import window_start
 
@@ -165,7 +175,12 @@ def integrity_of(acknowledged: int) -> dict:
     }
 
 
-def write_profile(run_dir, options, steps: list[dict], *, broadcaster_cores: float, created: dict | None) -> None:
+HALL_EVENT = {"id": "ev", "code": "123456", "questions": 16, "shown": 12, "window_seconds": 20, "round_seconds": 60}
+
+
+def write_profile(
+    run_dir, options, steps: list[dict], *, broadcaster_cores: float, created: dict | None, event: dict | None = None
+) -> None:
     run_dir.mkdir(parents=True)
     mix_start = START - 50
     meta = {
@@ -206,6 +221,8 @@ def write_profile(run_dir, options, steps: list[dict], *, broadcaster_cores: flo
     }
     if created is not None:
         meta["created"] = created
+    if event is not None:
+        meta["event"] = event
     if options.profile == "hall":
         meta["ceilings_apart"] = True  # the hall's rate limits would refuse a closed loop
     (run_dir / "meta.json").write_text(json.dumps(meta, default=str))
@@ -274,3 +291,34 @@ def test_a_run_directory_of_one_profile_is_reported_alone(tmp_path):
     assert list(runs_in(tmp_path / "run")) == ["hall"]
     text = write(tmp_path / "run", tmp_path / "out").read_text()
     assert "## Hall: per step" in text and "Public site" not in text
+
+
+def test_the_hall_report_says_what_its_event_did_and_times_each_question_opened_to_the_phones(tmp_path):
+    names = {"POST /e/[code]/vote/": 2.0, "POST /api/events/[id]/control/ (open)": 1 / 60, PUSH: 1.5}
+    steps = [step_record(1, 100, names, 8.0), step_record(2, 500, names, 9.0)]
+    write_profile(tmp_path / "run", Options(), steps, broadcaster_cores=0.05, created={"api": 2}, event=HALL_EVENT)
+
+    text = write(tmp_path / "run", tmp_path / "out").read_text()
+
+    assert (
+        "One event of 16 questions, created through `POST /api/events/`; its presenter put 12 of them on screen, "
+        "opening each for 20 s." in text
+    )
+    assert "then `open` with a 20 s window, and `reveal` once the window is over" in text
+    assert "on top of the event's 16 questions." in text
+    # Push latency per step (p50, p95, p99 and how many were timed), and its chart.
+    assert "| 100 | 4 | 4.0 | 8.0 | 12.0 | 0 | 0.00 | 4.0 | 8.0 | 12.0 | 90 |" in text
+    assert "![Push latency vs users](push_latency.png)" in text
+    assert (tmp_path / "out" / "push_latency.png").exists()
+
+
+def test_a_hall_run_from_before_events_is_still_reported_as_it_ran(tmp_path):
+    names = {"POST /p/[slug]/vote/": 2.0, PUSH_BEFORE_EVENTS: 1.5}
+    steps = [step_record(1, 100, names, 8.0)]
+    write_profile(tmp_path / "run", replace(Options(), polls=10), steps, broadcaster_cores=0.05, created={"api": 2})
+
+    text = write(tmp_path / "run", tmp_path / "out").read_text()
+
+    assert "10 polls seeded through the landing page's form." in text
+    assert "*Viewer*: a live screen; loads the results page" in text
+    assert "| 100 | 4 | 4.0 | 8.0 | 12.0 | 0 | 0.00 | 4.0 | 8.0 | 12.0 | 90 |" in text

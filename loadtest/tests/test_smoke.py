@@ -67,16 +67,25 @@ def run_and_check(options: Options) -> tuple[Path, dict, dict]:
     return run_dir, meta, step
 
 
-def test_200_users_vote_watch_and_create_with_few_errors_and_every_acknowledged_vote_kept_once(tmp_path, monkeypatch):
+def test_200_phones_follow_an_event_and_vote_in_its_windows_with_few_errors_and_every_acknowledged_vote_kept_once(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("DATABASE_URL", smoke_database_url())
+    # Rounds of 30 s with 10 s windows (half the wait): a 45 s step holds at least one question.
     options = smoke_options("hall", tmp_path, steps=[200], step_seconds=45, polls=4)
-    run_dir, _, step = run_and_check(options)
+    run_dir, meta, step = run_and_check(options)
 
-    # The hall really did what it claims: refused repeats, screens that saw votes.
-    assert step["names"]["POST /p/[slug]/vote/ (again: 409 expected)"]["requests"] > 0
+    # The hall really did what it claims: a presenter who opened questions, phones that saw them open (and
+    # voted in their windows: run_and_check), refused repeats.
+    assert step["names"]["POST /api/events/[id]/control/ (open)"]["requests"] > 0
     assert step["names"][report.PUSH]["requests"] > 0
+    assert step["names"]["POST /e/[code]/vote/ (again: 409 expected)"]["requests"] > 0
+    # Every question shown is in the integrity check, revealed, and the event ended.
+    assert meta["event"]["shown"] >= 1
+    assert meta["integrity"]["polls"] >= meta["event"]["shown"]
     # One row in the profiles side by side, one in the hall's own table.
-    assert report.write(run_dir, options.out_dir).read_text().count("| 200 |") == 2
+    rows = report.write(run_dir, options.out_dir).read_text().splitlines()
+    assert sum(row.startswith("| 200 |") for row in rows) == 2
 
 
 def test_150_visitors_create_polls_vote_both_ways_and_read_results_with_every_acknowledged_vote_kept_once(
