@@ -40,10 +40,11 @@ lint: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	DEBUG=$${DEBUG:-1} $(PY) manage.py migrate --no-input
 
-## make loadtest: two profiles, each on a stack started fresh: the hall (10 hot polls, a question a minute, steps
-## 100 → 4,000 users), then the public site (thousands of polls created, votes and reads over a long tail, 100 → 2,000
-## users, rate limits off); /healthz and mix ceilings, every vote checked; writes docs/loadtest/ (LOADTEST_ARGS=
-## "--profile public --steps 100,1000 --step-seconds 20" for a short run of one; --help lists the options)
+## make loadtest: two profiles, each on a stack started fresh: the hall (an event: its presenter opens a question a
+## minute for 20 s and every phone votes in it; steps 100 → 4,000 users), then the public site (thousands of polls
+## created, votes and reads over a long tail, 100 → 2,000 users, rate limits off); /healthz and mix ceilings, every
+## vote checked; writes docs/loadtest/ (LOADTEST_ARGS="--profile public --steps 100,1000 --step-seconds 20" for a
+## short run of one; --help lists the options)
 loadtest: $(VENV)/.installed
 	$(PY) loadtest/run.py $(LOADTEST_ARGS)
 
