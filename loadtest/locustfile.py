@@ -575,7 +575,8 @@ class ApiVoter(EventPhone):
 class Presenter:
     """The event's presenter: at each round, a second after it starts, `next` (back to the first question
     with `goto` after the last), `open` for the window, then `reveal` once the window is over. In a
-    closed loop, one question opened for the whole run, without a window.
+    closed loop, one question opened for the whole run, without a window. A question it finds open
+    when it starts is closed first, so no phone votes before the first round.
 
     It runs in Locust's master process, not in a worker: busy phones hold up a worker's greenlets, not
     the master's, so the rounds keep to the wall clock. Its calls go through Locust's request event like
@@ -594,6 +595,8 @@ class Presenter:
 
     def run(self) -> None:
         self.read()
+        if (self.state or {}).get("phase") == "open":
+            self.control("close")  # left open without a window by the mix ceiling's closed loop
         if WINDOW_SECONDS is None:
             if self.next_question():
                 self.control("open")
