@@ -290,13 +290,14 @@ def event_questions(*, event: Event) -> list[Poll]:
     return sorted(polls, key=lambda poll: poll.event_position)
 
 
-def event_voter_picks(*, event: Event, voter_key: str | None) -> dict[int, int]:
+def event_voter_picks(*, event_id: int, voter_key: str | None) -> dict[int, int]:
     """What this browser picked in each question of the event it answered: poll id -> choice bit mask.
     One query; a question without duplicate protection keeps the voter's first ballot."""
     if not voter_key:
         return {}
+    mine = Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~")
     ballots = (
-        Ballot.objects.filter(Q(voter_key=voter_key) | Q(voter_key__startswith=f"{voter_key}~"), poll__event=event)
+        Ballot.objects.filter(mine, poll__event_id=event_id)
         .order_by("-submitted_at")
         .values_list("poll_id", "choice_mask")
     )

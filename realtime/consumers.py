@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import math
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,6 +25,9 @@ CLOSE_POLL_NOT_FOUND = 4404
 # big"); `make run` and the stack also set the server's own limit (uvicorn --ws-max-size 4096).
 MAX_INCOMING_BYTES = 4096
 CLOSE_MESSAGE_TOO_BIG = 1009
+# What an event's phone sends after voting over HTTP, and how often its picks may be read again for it.
+VOTED = "voted"
+PICKS_READ_SECONDS = 1.0
 
 
 class RefuseHandshake(AsyncWebsocketConsumer):
@@ -151,14 +156,16 @@ class EventConsumer(PollResultsConsumer):
     presenter's console (`…/manage/<token>/`). Sends the screen's region on connect, then every push.
 
     A phone is sent the fragment for phones that answered the active question or for those that did
-    not, by what this browser had answered when it connected (`picks`): its vote's answer replaces
-    the region, and with it this socket, so a new one learns the new pick.
+    not, by what this browser answered (`picks`): read when it connects, and again when the page says
+    "voted" after its vote's answer (the socket stays open).
     """
 
     screen = EventScreen.PHONE
     event_id: int | None = None
     question_ids: list[int] | None = None
     picks: dict[int, int] | None = None
+    _last_message: dict | None = None
+    _picks_read_at = -math.inf
 
     async def connect(self):
         if not await self._take_a_socket():
@@ -188,7 +195,7 @@ class EventConsumer(PollResultsConsumer):
         question_ids = list(event.questions.values_list("id", flat=True))
         picks = {}
         if self.screen is EventScreen.PHONE:
-            picks = events.event_voter_picks(event=event, voter_key=voter_key_from_scope(self.scope))
+            picks = events.event_voter_picks(event_id=event.id, voter_key=voter_key_from_scope(self.scope))
         return event, question_ids, picks
 
     async def disconnect(self, code):
@@ -199,6 +206,24 @@ class EventConsumer(PollResultsConsumer):
             )
             self.event_id = None
 
+    async def receive(self, text_data=None, bytes_data=None):
+        """Besides keep-alive pings, a phone says "voted" after its vote's answer: its picks are read again
+        (one query, at most one a second) and its screen resent as a phone that answered sees it."""
+        await super().receive(text_data=text_data, bytes_data=bytes_data)
+        if text_data != VOTED or self.screen is not EventScreen.PHONE or self.event_id is None:
+            return
+        now = time.monotonic()
+        if now - self._picks_read_at < PICKS_READ_SECONDS:
+            return
+        self._picks_read_at = now
+        voter_key = voter_key_from_scope(self.scope)
+        self.picks = await database_sync_to_async(events.event_voter_picks)(
+            event_id=self.event_id, voter_key=voter_key
+        )
+        if self._last_message is not None:
+            self.take(self._last_message)
+
     def take(self, message: dict) -> None:
+        self._last_message = message
         html = phone_html(message, self.picks or {}) if self.screen is EventScreen.PHONE else message["html"]
         self.push(html, message.get("version"))

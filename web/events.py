@@ -99,16 +99,18 @@ def join(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def event_phone(request: HttpRequest, code: str) -> TemplateResponse:
+def event_phone(request: HttpRequest, code: str) -> HttpResponse:
+    """The phone's page. A new browser gets its voter cookie here, before its socket opens: the socket
+    reads who this phone is once, when it connects, and later votes are told to it ("voted")."""
     event = _event_or_404(code)
-    return _phone_page(request, event, voter_key=voters.voter_key_from_cookies(request.COOKIES))
+    return remember_voter(request, _phone_page(request, event, voter_key=voter_key_for(request)))
 
 
 def _phone_page(
     request: HttpRequest, event: Event, *, voter_key: str | None, status: int = 200, **extra
 ) -> TemplateResponse:
     display = events.event_display(event=event)
-    picks = events.event_voter_picks(event=event, voter_key=voter_key) if display.question else {}
+    picks = events.event_voter_picks(event_id=event.id, voter_key=voter_key) if display.question else {}
     mask = picks.get(display.question.id) if display.question else None
     context = _region(
         "phone",
@@ -118,14 +120,15 @@ def _phone_page(
         mine=events.mine_positions(mask) if mask is not None else "",
         **extra,
     ) | {"event": event}
-    template = "partials/event_region.html#socket" if request.htmx else "events/phone.html"
+    # With HTMX (the phone's vote) only the region's content: the socket stays open (live.js tells it "voted").
+    template = "partials/event_region.html#content" if request.htmx else "events/phone.html"
     return TemplateResponse(request, template, context, status=status)
 
 
 @require_POST
 def event_vote(request: HttpRequest, code: str) -> HttpResponse:
-    """A phone's vote on the active question; answers with the phone's region (a new socket, which
-    learns this phone's pick)."""
+    """A phone's vote on the active question; answers with the phone's page, or with HTMX the content of
+    its live region (the phone then tells its socket, which sends it the answered fragment from then on)."""
     event = _event_or_404(code)
     try:
         question = selectors.poll_get(slug=request.POST.get("question", ""))

@@ -182,10 +182,10 @@ def test_the_picks_of_a_phone_are_read_per_question():
     event = control(control(event, "next"), "open")
     cast(first, choice=1, voter="phone-1")
     event = control(control(event, "next"), "open")
-    picks = events.event_voter_picks(event=event, voter_key="phone-1")
+    picks = events.event_voter_picks(event_id=event.id, voter_key="phone-1")
     assert picks == {first.id: 0b10}
     assert events.mine_positions(0b10) == "p1"
-    assert events.event_voter_picks(event=event, voter_key="someone-else") == {}
+    assert events.event_voter_picks(event_id=event.id, voter_key="someone-else") == {}
 
 
 def test_owner_actions_of_a_plain_poll_leave_the_vote_rule_of_events_alone():

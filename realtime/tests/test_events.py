@@ -191,3 +191,26 @@ def test_ending_the_event_reaches_every_screen_within_a_tick():
     phone, screen = async_to_sync(scenario)()
     assert "This event has ended" in phone and 'name="choice"' not in phone
     assert "This event has ended" in screen
+
+
+def test_a_phone_that_says_voted_gets_the_answered_screen_on_the_same_socket():
+    event, (first, _), token = make_event()
+    event = control(control(event, "next"), "open")
+
+    async def scenario():
+        ws = connect(f"/ws/events/{event.code}/", headers=phone_headers("phone-a"))
+        await ws.connect()
+        before = await ws.receive_from(timeout=2)
+        await sync_to_async(cast)(first, 1, voter="phone-a")  # its vote, over HTTP
+        await ws.send_to(text_data="voted")
+        after = await ws.receive_from(timeout=2)
+        await sync_to_async(control)(event, "reveal")
+        await Broadcaster(get_channel_layer()).tick()
+        revealed = await ws.receive_from(timeout=2)
+        await ws.disconnect()
+        return before, after, revealed
+
+    before, after, revealed = async_to_sync(scenario)()
+    assert 'name="choice"' in before
+    assert "Your answer is in." in after and 'name="choice"' not in after
+    assert 'data-mine="p1"' in revealed

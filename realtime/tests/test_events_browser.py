@@ -86,7 +86,7 @@ def test_a_presenter_runs_an_event_that_phones_follow_with_and_without_javascrip
     presenter.keyboard.press("ArrowRight")
     presenter.wait_for_selector("text=Shown, not open")
     presenter.fill("input[name=seconds]", "20")
-    presenter.get_by_role("button", name="Open").click()
+    presenter.get_by_role("button", name="Open voting").click()
     presenter.wait_for_selector("text=Voting open")
     # The phone with JavaScript holds a socket: the console counts it (within its 5 s refresh).
     presenter.wait_for_selector("#event-phones:has-text('1 phone connected')", timeout=15_000)

@@ -84,6 +84,15 @@
     wrapper.reconnect();
   }
 
+  // An event's phone voted over HTTP (a form with data-tell-socket): its socket, still open, is told, so
+  // it sends this phone the "answer is in" fragment from then on (realtime.consumers.EventConsumer).
+  // Before the swap: the answer replaces the form, and an event on a removed element reaches no listener.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var form = event.detail.requestConfig && event.detail.requestConfig.elt;  // the element that sent it
+    if (event.detail.xhr.status !== 200 || !form || !form.hasAttribute || !form.hasAttribute("data-tell-socket")) { return; }
+    if (currentSocket && currentSocket.readyState === WebSocket.OPEN) { currentSocket.send("voted"); }
+  });
+
   document.addEventListener("htmx:wsClose", function (event) {
     var code = event.detail.event.code;
     var socketElt = event.target;
