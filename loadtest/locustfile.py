@@ -166,6 +166,11 @@ def form_headers(user, page_url: str) -> dict[str, str]:
     return {"Content-Type": "application/x-www-form-urlencoded", "Origin": user.host, "Referer": page_url}
 
 
+def htmx_form_headers(user, page_url: str, *, target: str) -> dict[str, str]:
+    """A form htmx posts from `page_url`, its answer swapped into the element `target` (an id)."""
+    return form_headers(user, page_url) | {"HX-Request": "true", "HX-Current-URL": page_url, "HX-Target": target}
+
+
 def csrf_token(user, path: str, *, name: str, form: str) -> str | None:
     """Opens a page with a form, as a browser would; the form's CSRF token (and its cookie, in the jar)."""
     with user.client.get(path, name=name, catch_response=True) as page:
@@ -236,12 +241,7 @@ class Phone:
         sent = FormVote(
             path=f"/p/{poll.slug}/vote/",
             body=urlencode([("csrfmiddlewaretoken", token)] + [("choice", c) for c in poll.pick_choices()]),
-            headers={
-                **form_headers(self, page_url),
-                "HX-Request": "true",
-                "HX-Current-URL": page_url,
-                "HX-Target": "poll-body",
-            },
+            headers=htmx_form_headers(self, page_url, target="poll-body"),
         )
         with self.client.post(
             sent.path, data=sent.body, headers=sent.headers, name="/p/[slug]/vote/", catch_response=True
@@ -508,12 +508,7 @@ class Voter(EventPhone):
                 [("csrfmiddlewaretoken", self.csrf), ("question", ballot.question.slug)]
                 + [("choice", choice) for choice in choices]
             ),
-            headers={
-                **form_headers(self, page_url),
-                "HX-Request": "true",
-                "HX-Current-URL": page_url,
-                "HX-Target": "live-region",
-            },
+            headers=htmx_form_headers(self, page_url, target="live-region"),
         )
         with self.client.post(
             sent.path, data=sent.body, headers=sent.headers, name="/e/[code]/vote/", catch_response=True

@@ -14,7 +14,7 @@ transaction as the event's state, so every rule that already holds for polls hol
 import logging
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
@@ -29,7 +29,7 @@ from polls.ratelimit import rate_limit_check
 from polls.records import polls_with_choices
 from polls.selectors import PollResults, poll_get, poll_results
 from polls.selectors import mine_positions as mine_positions  # the phones' marks, as on a poll's page
-from polls.services import poll_draft, poll_draft_save
+from polls.services import PollFields, poll_draft, poll_draft_save
 from polls.tallies.changes import tally_mark_changed
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ WINDOW_MAX_SECONDS = 3600
 
 @dataclass(frozen=True)
 class QuestionInput:
-    """One question as a creator gives it: the fields of a poll an event lets them choose."""
+    """One question as a creator gives it: the `PollFields` an event lets them choose (its presenter
+    opens, closes and reveals it)."""
 
     question: str
     choices: Sequence[str] = ()
@@ -85,19 +86,9 @@ def event_create(
 
 def _question_draft(number: int, question: QuestionInput, token_hash: str):
     try:
-        draft = poll_draft(
-            question=question.question,
-            choices=question.choices,
-            description=question.description,
-            max_choices=question.max_choices,
-            results_visibility=Poll.Visibility.PRESENTER,
-            dedupe=question.dedupe,
-            kind=question.kind,
-            scale_min=question.scale_min,
-            scale_max=question.scale_max,
-            scale_labels=question.scale_labels,
-            owner_token_hash=token_hash,  # the presenter's link also opens each question's owner page
-        )
+        fields = PollFields(**asdict(question), results_visibility=Poll.Visibility.PRESENTER)
+        # The presenter's link also opens each question's owner page: one token.
+        draft = poll_draft(fields, owner_token_hash=token_hash)
     except ValidationError as error:
         messages = [
             f"{field}: {text}" if field != "__all__" else text for field, texts in _fields(error) for text in texts
@@ -234,15 +225,7 @@ class EventState:
     version: int
 
     def as_dict(self) -> dict:
-        return {
-            "active": self.active,
-            "index": self.index,
-            "phase": self.phase,
-            "closes_at": self.closes_at,
-            "reveal": self.reveal,
-            "ended": self.ended,
-            "version": self.version,
-        }
+        return asdict(self)
 
 
 def event_state(*, event: Event, active: Poll | None = None, now: datetime | None = None) -> EventState:
@@ -284,6 +267,15 @@ def event_get_for_owner(*, code: str, token: str) -> Event:
     return event
 
 
+def event_question(*, event: Event, slug: str) -> Poll:
+    """One of the event's questions, as every vote reads a poll (the poll cache); raises
+    `Poll.DoesNotExist` for an unknown or malformed id, or a poll of another event."""
+    poll = poll_get(slug=slug)
+    if poll.event_id != event.id:
+        raise Poll.DoesNotExist
+    return poll
+
+
 def event_questions(*, event: Event) -> list[Poll]:
     """The event's questions in order, with their choices (two queries)."""
     polls = polls_with_choices(poll_ids=event.questions.values_list("id", flat=True))
@@ -306,8 +298,7 @@ def event_voter_picks(*, event_id: int, voter_key: str | None) -> dict[int, int]
 
 @dataclass(frozen=True)
 class EventDisplay:
-    """What the event's screens show, from one read of its state: the phones and the big screen show
-    `results` only when `state.reveal`; the presenter always."""
+    """What the event's screens show, from one read of its state (`seen` says what each may see)."""
 
     event: Event
     state: EventState
@@ -331,11 +322,13 @@ class EventDisplay:
     def is_not_open(self) -> bool:
         return self.state.phase != Event.Phase.OPEN
 
-    def version(self, *, with_results: bool) -> int:
-        """Grows with every change of state (`event.version`, the high bits) and, where results are
-        shown, with every ballot counted (the tally's version, the low bits): a screen never goes back."""
-        tally = self.results.version if with_results and self.results else 0
-        return (self.event.version << 32) + tally
+    def seen(self, *, presenter: bool) -> tuple[PollResults | None, int]:
+        """What one kind of screen shows of the results, and its version: the presenter always sees the
+        results; the phones and the big screen once revealed. The version grows with every change of
+        state (`event.version`, the high bits) and, where results are shown, with every ballot counted
+        (the tally's version, the low bits): a screen never goes back."""
+        results = self.results if presenter or self.state.reveal else None
+        return results, (self.event.version << 32) + (results.version if results else 0)
 
 
 def event_display(

@@ -112,46 +112,36 @@ class CastBallot:
     poll: Poll
     choice_ids: list[int]
     voter_key: str
+    choice_mask: int  # the chosen choices' bits, as the ballot stores them
+
+@dataclass(frozen=True)
+class PollFields:
+    """What a poll's creator chooses: the create form, the API and an event's questions all give these."""
+
+    question: str
+    choices: Sequence[str] = ()
+    description: str = ""
+    max_choices: int = 1
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
+    results_visibility: str = Poll.Visibility.ALWAYS
+    dedupe: str = Poll.Dedupe.BROWSER
+    kind: str = Poll.Kind.CHOICE
+    scale_min: int | None = None
+    scale_max: int | None = None
+    scale_labels: Sequence[str] = ()
 
 
-def poll_create(
-    *,
-    question: str,
-    choices: Sequence[str] = (),
-    description: str = "",
-    max_choices: int = 1,
-    opens_at: datetime | None = None,
-    closes_at: datetime | None = None,
-    results_visibility: str = Poll.Visibility.ALWAYS,
-    dedupe: str = Poll.Dedupe.BROWSER,
-    kind: str = Poll.Kind.CHOICE,
-    scale_min: int | None = None,
-    scale_max: int | None = None,
-    scale_labels: Sequence[str] = (),
-    ip_address: str | None = None,
-) -> tuple[Poll, str]:
-    """Creates a poll and its choices; returns the poll and its owner token.
+def poll_create(*, ip_address: str | None = None, **fields) -> tuple[Poll, str]:
+    """Creates a poll and its choices from `PollFields` given by keyword; returns the poll and its
+    owner token.
 
     The token is returned in clear only here: the record keeps its hash, so the creator must
     be shown the owner link now or never. Raises `RateLimited` once the creator's address made
     its share of polls (a valid poll only counts: a form sent back with an error does not).
     """
     owner_token = secrets.token_urlsafe(32)
-    draft = poll_draft(
-        question=question,
-        choices=choices,
-        description=description,
-        max_choices=max_choices,
-        opens_at=opens_at,
-        closes_at=closes_at,
-        results_visibility=results_visibility,
-        dedupe=dedupe,
-        kind=kind,
-        scale_min=scale_min,
-        scale_max=scale_max,
-        scale_labels=scale_labels,
-        owner_token_hash=hash_owner_token(owner_token),
-    )
+    draft = poll_draft(PollFields(**fields), owner_token_hash=hash_owner_token(owner_token))
     rate_limit_check(action="create", ip_address=ip_address)
     with transaction.atomic():
         poll = poll_draft_save(draft)
@@ -166,62 +156,61 @@ class PollDraft:
     choice_texts: list[str]
 
 
-def poll_draft(
-    *,
-    question: str,
-    choices: Sequence[str] = (),
-    description: str = "",
-    max_choices: int = 1,
-    opens_at: datetime | None = None,
-    closes_at: datetime | None = None,
-    results_visibility: str = Poll.Visibility.ALWAYS,
-    dedupe: str = Poll.Dedupe.BROWSER,
-    kind: str = Poll.Kind.CHOICE,
-    scale_min: int | None = None,
-    scale_max: int | None = None,
-    scale_labels: Sequence[str] = (),
-    owner_token_hash: str,
-) -> PollDraft:
+def poll_draft(fields: PollFields, *, owner_token_hash: str) -> PollDraft:
     """Checks a new poll (raises `ValidationError` per field) without saving it: `poll_create` and
     `polls.events.event_create` save what it returns."""
-    texts = [text.strip() for text in choices if text and text.strip()]
-    labels = ["", ""]
-    if kind == Poll.Kind.SCALE:
-        if texts:
-            raise ValidationError({"choices": "A rating scale has no choices: its values are what voters pick."})
-        scale_min = SCALE_DEFAULT_MIN if scale_min is None else scale_min
-        scale_max = SCALE_DEFAULT_MAX if scale_max is None else scale_max
-        labels = _scale_labels(scale_labels)
-        if not SCALE_LOWEST <= scale_min < scale_max <= SCALE_HIGHEST:
-            raise ValidationError(
-                {"scale_max": f"A scale runs from {SCALE_LOWEST} to {SCALE_HIGHEST} at most, its top above its bottom."}
-            )
-        texts, max_choices = [str(value) for value in range(scale_min, scale_max + 1)], 1
-    elif scale_min is not None or scale_max is not None or any(scale_labels):
-        raise ValidationError({"kind": "Only a rating scale (kind 'scale') has a range and end labels."})
-    _validate_choices(texts, max_choices=max_choices)
-    now = timezone.now()
-    if closes_at is not None and closes_at <= now:
+    answers = _answers(fields)
+    _validate_choices(answers.texts, max_choices=answers.max_choices)
+    if fields.closes_at is not None and fields.closes_at <= timezone.now():
         raise ValidationError({"closes_at": "The deadline must be in the future."})
-    if opens_at is not None and closes_at is not None and opens_at >= closes_at:
+    if fields.opens_at is not None and fields.closes_at is not None and fields.opens_at >= fields.closes_at:
         raise ValidationError({"opens_at": "The poll must open before it closes."})
     poll = Poll(
-        question=(question or "").strip(),
-        description=(description or "").strip(),
-        max_choices=max_choices,
-        opens_at=opens_at,
-        closes_at=closes_at,
-        results_visibility=results_visibility,
-        dedupe=dedupe,
-        kind=kind,
-        scale_min=scale_min if kind == Poll.Kind.SCALE else None,
-        scale_max=scale_max if kind == Poll.Kind.SCALE else None,
-        scale_low_label=labels[0],
-        scale_high_label=labels[1],
+        question=(fields.question or "").strip(),
+        description=(fields.description or "").strip(),
+        max_choices=answers.max_choices,
+        opens_at=fields.opens_at,
+        closes_at=fields.closes_at,
+        results_visibility=fields.results_visibility,
+        dedupe=fields.dedupe,
+        kind=fields.kind,
+        scale_min=answers.scale_min,
+        scale_max=answers.scale_max,
+        scale_low_label=answers.labels[0],
+        scale_high_label=answers.labels[1],
         owner_token_hash=owner_token_hash,
     )
     poll.full_clean(exclude=["slug", "event"])
-    return PollDraft(poll=poll, choice_texts=texts)
+    return PollDraft(poll=poll, choice_texts=answers.texts)
+
+
+@dataclass(frozen=True)
+class _Answers:
+    texts: list[str]  # the choices' texts: a scale's are its values
+    max_choices: int
+    scale_min: int | None = None
+    scale_max: int | None = None
+    labels: tuple[str, str] = ("", "")
+
+
+def _answers(fields: PollFields) -> _Answers:
+    """What voters will pick from: the creator's choices, or a scale's values from min to max."""
+    texts = [text.strip() for text in fields.choices if text and text.strip()]
+    if fields.kind != Poll.Kind.SCALE:
+        if fields.scale_min is not None or fields.scale_max is not None or any(fields.scale_labels):
+            raise ValidationError({"kind": "Only a rating scale (kind 'scale') has a range and end labels."})
+        return _Answers(texts=texts, max_choices=fields.max_choices)
+    if texts:
+        raise ValidationError({"choices": "A rating scale has no choices: its values are what voters pick."})
+    low = SCALE_DEFAULT_MIN if fields.scale_min is None else fields.scale_min
+    high = SCALE_DEFAULT_MAX if fields.scale_max is None else fields.scale_max
+    labels = _scale_labels(fields.scale_labels)
+    if not SCALE_LOWEST <= low < high <= SCALE_HIGHEST:
+        raise ValidationError(
+            {"scale_max": f"A scale runs from {SCALE_LOWEST} to {SCALE_HIGHEST} at most, its top above its bottom."}
+        )
+    values = [str(value) for value in range(low, high + 1)]
+    return _Answers(texts=values, max_choices=1, scale_min=low, scale_max=high, labels=labels)
 
 
 def poll_draft_save(draft: PollDraft) -> Poll:
@@ -253,7 +242,7 @@ def _poll_created(poll: Poll) -> None:
         logger.warning("Redis unavailable: new poll %s not cached; its first reader loads and counts it", poll.slug)
 
 
-def _scale_labels(given: Sequence[str]) -> list[str]:
+def _scale_labels(given: Sequence[str]) -> tuple[str, str]:
     labels = [(label or "").strip() for label in given] or ["", ""]
     if len(labels) != 2:
         raise ValidationError(
@@ -261,7 +250,7 @@ def _scale_labels(given: Sequence[str]) -> list[str]:
         )
     if any(len(label) > SCALE_LABEL_MAX_LENGTH for label in labels):
         raise ValidationError({"scale_labels": f"Each label can be at most {SCALE_LABEL_MAX_LENGTH} characters."})
-    return labels
+    return labels[0], labels[1]
 
 
 def ballot_choice_ids(*, poll: Poll, choices: Sequence[int] | None = None, value: object = None) -> list[int]:
@@ -316,20 +305,21 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
     elif not voter_key:
         raise VoterRequired()
     ip_hash = client_address_hash(poll=poll, ip_address=ip_address)
+    choice_mask = sum(choice.bit for choice in chosen)
 
     ballot_id = ballot_insert(
         poll_id=poll.id,
         voter_key=voter_key,
         ip_hash=ip_hash,
         ip_key=ip_hash if poll.dedupe == Poll.Dedupe.IP and ip_hash else None,
-        choice_mask=sum(choice.bit for choice in chosen),
+        choice_mask=choice_mask,
         submitted_at=now,
     )
     if ballot_id is None:
         raise AlreadyVoted()
     chosen_ids = [choice.id for choice in chosen]
     transaction.on_commit(lambda: tally_record_ballot(poll_id=poll.id, ballot_id=ballot_id, choice_ids=chosen_ids))
-    return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key)
+    return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key, choice_mask=choice_mask)
 
 
 def _chosen_choices(poll: Poll, choice_ids: Sequence[int]) -> list[Choice]:

@@ -13,7 +13,7 @@ from polls.models import Event, Poll
 from realtime.event_live import EventScreen, event_group, event_view, phone_html
 from realtime.hub import hub
 from realtime.live import audience_group, live_view
-from realtime.presence import presence_leave, presence_leave_event, presence_watch, presence_watch_event
+from realtime.presence import presence_leave, presence_watch
 from realtime.sockets import client_network, open_sockets
 from realtime.viewer import viewer_poll_and_audience, voter_key_from_scope
 
@@ -80,7 +80,7 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         # `shown_version` drops whichever of the two is older.
         self.group_name = audience_group(poll, audience)
         await hub().join(self.group_name, self)
-        await presence_watch(poll_id=poll.id)  # before the snapshot: the broadcaster pushes what follows it
+        await presence_watch(poll_ids=[poll.id])  # before the snapshot: the broadcaster pushes what follows it
         self.poll_id = poll.id
         snapshot = await database_sync_to_async(live_view)(poll=poll, audience=audience)
         self.push(snapshot.html, snapshot.version)
@@ -106,7 +106,7 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         await self._leave()
         if self.poll_id is not None:
-            await presence_leave(poll_id=self.poll_id)
+            await presence_leave(poll_ids=[self.poll_id])
 
     async def receive(self, text_data=None, bytes_data=None):
         """Pages send keep-alive pings so idle proxies keep the socket; there is nothing to answer."""
@@ -182,10 +182,14 @@ class EventConsumer(PollResultsConsumer):
         self.picks = picks
         self.group_name = event_group(event, self.screen)
         await hub().join(self.group_name, self)
-        await presence_watch_event(event_id=event.id, poll_ids=question_ids, phone=self.screen is EventScreen.PHONE)
+        await presence_watch(poll_ids=question_ids, phone_of_event=self._phone_of(event.id))
         self.event_id, self.question_ids = event.id, question_ids
         snapshot = await database_sync_to_async(lambda: event_view(events.event_display(event=event), self.screen))()
         self.take(snapshot.message)
+
+    def _phone_of(self, event_id: int) -> int | None:
+        """The event this socket counts as a phone of (the console shows how many), if it is one."""
+        return event_id if self.screen is EventScreen.PHONE else None
 
     def _event(self, code: str, token: str | None) -> tuple[Event, list[int], dict[int, int]]:
         if self.screen is EventScreen.PRESENTER:
@@ -201,9 +205,7 @@ class EventConsumer(PollResultsConsumer):
     async def disconnect(self, code):
         await self._leave()
         if self.event_id is not None:
-            await presence_leave_event(
-                event_id=self.event_id, poll_ids=self.question_ids or [], phone=self.screen is EventScreen.PHONE
-            )
+            await presence_leave(poll_ids=self.question_ids or [], phone_of_event=self._phone_of(self.event_id))
             self.event_id = None
 
     async def receive(self, text_data=None, bytes_data=None):

@@ -9,11 +9,13 @@ those positions in the results ("your choice").
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 
 from django.template.loader import render_to_string
 
 from polls.events import EventDisplay, mine_positions
 from polls.models import Event
+from polls.selectors import PollResults
 
 MINE_PLACEHOLDER = 'data-mine=""'
 
@@ -52,18 +54,11 @@ def event_views(display: EventDisplay) -> dict[EventScreen, EventView]:
 
 def event_view(display: EventDisplay, screen: EventScreen) -> EventView:
     active = display.question.id if display.question else None
-    if screen is EventScreen.PRESENTER:
-        return EventView(_render(screen, display, shows_results=True), display.version(with_results=True), active)
-    revealed = display.state.reveal
-    version = display.version(with_results=revealed)
-    if screen is EventScreen.SCREEN:
-        return EventView(_render(screen, display, shows_results=revealed), version, active)
-    return EventView(
-        _render(screen, display, shows_results=revealed, answered=False),
-        version,
-        active,
-        answered_html=_render(screen, display, shows_results=revealed, answered=True),
-    )
+    results, version = display.seen(presenter=screen is EventScreen.PRESENTER)
+    render = partial(_render, screen, display, results=results, version=version)
+    if screen is not EventScreen.PHONE:
+        return EventView(render(), version, active)
+    return EventView(render(answered=False), version, active, answered_html=render(answered=True))
 
 
 def phone_html(message: dict, picks: dict[int, int]) -> str:
@@ -74,15 +69,17 @@ def phone_html(message: dict, picks: dict[int, int]) -> str:
     return message["answered_html"].replace(MINE_PLACEHOLDER, f'data-mine="{mine_positions(mask)}"', 1)
 
 
-def _render(screen: EventScreen, display: EventDisplay, *, shows_results: bool, answered: bool = False) -> str:
+def _render(
+    screen: EventScreen, display: EventDisplay, *, results: PollResults | None, version: int, answered: bool = False
+) -> str:
     return render_to_string(
         "partials/event_region.html#push",
         {
             "screen": str(screen),
             "display": display,
-            "results": display.results if shows_results else None,
+            "results": results,
             "answered": answered,
             "mine": "",
-            "version": display.version(with_results=shows_results),
+            "version": version,
         },
     )

@@ -40,50 +40,39 @@ _process_key = f"presence:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex
 _refreshers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
 
 
-async def presence_watch(*, poll_id: int) -> None:
-    """Counts one more viewer of `poll_id`; its first one here is published before this returns."""
-    _counts[poll_id] += 1
-    _keep_refreshing()
-    if _counts[poll_id] == 1:
-        await asyncio.to_thread(_publish_first_viewer, poll_id)
-
-
-async def presence_watch_event(*, event_id: int, poll_ids: list[int], phone: bool) -> None:
-    """Counts one more screen of an event: a viewer of each of its questions (the broadcaster then pushes
-    the event when one changes) and, for a phone, one more phone. Published in one round trip if any
-    question is new here; the phone count with the next refresh."""
+async def presence_watch(*, poll_ids: list[int], phone_of_event: int | None = None) -> None:
+    """Counts one more viewer of each of `poll_ids` (a poll's page watches one; an event's screen all
+    its questions, so the broadcaster pushes the event when one changes), and with `phone_of_event`
+    one more phone of that event. The polls new here are published, in one round trip, before this
+    returns; the phone count goes with the next refresh."""
     firsts = []
     for poll_id in poll_ids:
         _counts[poll_id] += 1
         if _counts[poll_id] == 1:
             firsts.append(poll_id)
-    if phone:
-        _counts[phones_field(event_id)] += 1
+    if phone_of_event is not None:
+        _counts[phones_field(phone_of_event)] += 1
     _keep_refreshing()
     if firsts:
         await asyncio.to_thread(_publish_first_viewers, firsts)
 
 
-async def presence_leave_event(*, event_id: int, poll_ids: list[int], phone: bool) -> None:
-    if phone:
-        field = phones_field(event_id)
+async def presence_leave(*, poll_ids: list[int], phone_of_event: int | None = None) -> None:
+    """Counts one viewer fewer of each of `poll_ids` (and a phone fewer); the polls nobody here watches
+    any more are published at once, in one round trip."""
+    if phone_of_event is not None:
+        field = phones_field(phone_of_event)
         _counts[field] -= 1
         if _counts[field] <= 0:
             del _counts[field]
+    lasts = []
     for poll_id in poll_ids:
-        await presence_leave(poll_id=poll_id)
-
-
-async def presence_leave(*, poll_id: int) -> None:
-    """Counts one viewer fewer; the last one's leaving is published at once."""
-    _counts[poll_id] -= 1
-    if _counts[poll_id] <= 0:
-        del _counts[poll_id]
-        await asyncio.to_thread(_publish, lambda client: client.hdel(_process_key, poll_id))
-
-
-def _publish_first_viewer(poll_id: int) -> None:
-    _publish_first_viewers([poll_id])
+        _counts[poll_id] -= 1
+        if _counts[poll_id] <= 0:
+            del _counts[poll_id]
+            lasts.append(poll_id)
+    if lasts:
+        await asyncio.to_thread(_publish, lambda client: client.hdel(_process_key, *lasts))
 
 
 def _publish_first_viewers(poll_ids: list[int]) -> None:

@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from polls import events, join_codes, selectors, services, voters
-from polls.models import Event
+from polls import events, join_codes, services, voters
+from polls.models import Event, Poll
 from polls.ratelimit import RateLimited
 from web.forms import EventControlForm, EventCreateForm, VoteForm
-from web.views import VOTE_REJECTION_STATUS, with_retry_after
+from web.views import picked_choice_ids, vote_rejection_status, with_retry_after
 from web.voter import remember_voter, voter_key_for
 
 NOT_FOUND = "Nothing runs under this code. Check the code on the big screen."
@@ -46,12 +46,12 @@ def join_url(request: HttpRequest, event: Event) -> str:
 
 def _region(screen: str, display: events.EventDisplay, socket_path: str, **extra) -> dict:
     """The context of `partials/event_region.html` for one screen, as a page first shows it."""
-    shows_results = screen == "presenter" or display.state.reveal
+    results, version = display.seen(presenter=screen == "presenter")
     return {
         "screen": screen,
         "display": display,
-        "results": display.results if shows_results else None,
-        "version": display.version(with_results=shows_results),
+        "results": results,
+        "version": version,
         "socket_path": socket_path,
         "answered": False,
         "mine": "",
@@ -131,10 +131,8 @@ def event_vote(request: HttpRequest, code: str) -> HttpResponse:
     its live region (the phone then tells its socket, which sends it the answered fragment from then on)."""
     event = _event_or_404(code)
     try:
-        question = selectors.poll_get(slug=request.POST.get("question", ""))
-    except Exception:  # noqa: BLE001 - any unknown or malformed id is the same answer
-        question = None
-    if question is None or question.event_id != event.id:
+        question = events.event_question(event=event, slug=request.POST.get("question", ""))
+    except Poll.DoesNotExist:
         return _phone_page(request, event, voter_key=voter_key_for(request), status=400, vote_errors=[NOT_FOUND])
     form = VoteForm(request.POST, poll=question)
     status, retry_after, errors = 400, None, []
@@ -148,7 +146,7 @@ def event_vote(request: HttpRequest, code: str) -> HttpResponse:
             )
         except (services.VoteRejected, RateLimited) as rejection:
             errors = [rejection.message]
-            status = next((code for kind, code in VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+            status = vote_rejection_status(rejection)
             retry_after = getattr(rejection, "retry_after", None)
         else:
             if not request.htmx:
@@ -156,9 +154,13 @@ def event_vote(request: HttpRequest, code: str) -> HttpResponse:
             status = 200
     else:
         errors = [error for field_errors in form.errors.values() for error in field_errors]
-    picked = {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
     response = _phone_page(
-        request, event, voter_key=voter_key_for(request), status=status, vote_errors=errors, picked=picked
+        request,
+        event,
+        voter_key=voter_key_for(request),
+        status=status,
+        vote_errors=errors,
+        picked=picked_choice_ids(request),
     )
     return remember_voter(request, with_retry_after(response, retry_after))
 

@@ -32,7 +32,17 @@ from web.forms import DEDUPE_HELP, INITIAL_CHOICE_ROWS, PollCreateForm, PollSett
 from web.voter import remember_voter, voter_key_for
 
 # Status codes for votes that cannot count, so scripts and tests can tell them apart.
-VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
+_VOTE_REJECTION_STATUS = {services.AlreadyVoted: 409, services.PollClosed: 403, RateLimited: 429}
+
+
+def vote_rejection_status(rejection: Exception) -> int:
+    """The status code of a vote that cannot count, so scripts and tests can tell the reasons apart."""
+    return next((code for kind, code in _VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+
+
+def picked_choice_ids(request: HttpRequest) -> set[int]:
+    """What the voter ticked, kept ticked when the vote is sent back: a refused vote never makes them start over."""
+    return {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
 
 
 def _poll_or_404(slug: str) -> Poll:
@@ -168,16 +178,14 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
             )
         except (services.VoteRejected, RateLimited) as rejection:
             form.add_error(None, rejection.message)
-            status = next((code for kind, code in VOTE_REJECTION_STATUS.items() if isinstance(rejection, kind)), 400)
+            status = vote_rejection_status(rejection)
             retry_after = getattr(rejection, "retry_after", None)
         else:
             if not request.htmx:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
-            mask = sum(choice.bit for choice in poll.choices.all() if choice.id in cast.choice_ids)
-            context = _results_context(request, poll, voted_mask=mask) | {"just_voted": True}
+            context = _results_context(request, poll, voted_mask=cast.choice_mask) | {"just_voted": True}
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
-    # What the voter ticked stays ticked: a refused vote never makes them start over.
-    picked = {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
+    picked = picked_choice_ids(request)
     context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form, "picked": picked}
     template = "poll.html#poll-body" if request.htmx else "poll.html"
     response = TemplateResponse(request, template, context, status=status)

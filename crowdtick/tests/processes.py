@@ -34,10 +34,17 @@ def require_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def free_port(within: range | None = None) -> int:
+    """A port free now: any the system gives, or the first free one of `within` (a suite's own ports,
+    so parallel work on the machine never collides with it)."""
+    for port in within or [0]:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RuntimeError(f"no free port in {within}")
 
 
 def bin_path(name: str) -> str:

@@ -3,7 +3,6 @@ axe cannot judge: the focus ring's contrast, and how results reach a screen read
 
 import json
 import os
-import socket
 import urllib.request
 from pathlib import Path
 
@@ -17,16 +16,6 @@ pytestmark = pytest.mark.browser
 PORTS = range(8340, 8360)  # apart from web/tests/test_browser.py's 8240-8259
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
 
-
-def free_port_of_ours() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
 
 
 def post_json(url: str, body: dict, **headers) -> dict:
@@ -42,7 +31,7 @@ def site(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
     env |= {"SECRET_KEY": "browser-test-secret", "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
     processes.migrate(env)
-    server = processes.uvicorn(free_port_of_ours(), env, tmp_path / "uvicorn.log").start()
+    server = processes.uvicorn(processes.free_port(PORTS), env, tmp_path / "uvicorn.log").start()
     yield server.url
     server.stop()
 

@@ -6,7 +6,6 @@ The site runs as `make run` runs it (uvicorn, embedded defaults) on a temporary 
 import io
 import os
 import re
-import socket
 
 import pytest
 import zxingcpp
@@ -20,23 +19,13 @@ pytestmark = pytest.mark.browser
 PORTS = range(8240, 8260)
 
 
-def free_port_of_ours() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
 
 @pytest.fixture
 def site(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
     env |= {"SECRET_KEY": "browser-test-secret", "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
     processes.migrate(env)
-    server = processes.uvicorn(free_port_of_ours(), env, tmp_path / "uvicorn.log").start()
+    server = processes.uvicorn(processes.free_port(PORTS), env, tmp_path / "uvicorn.log").start()
     yield server.url
     server.stop()
 

@@ -5,7 +5,6 @@ The site runs as `make run` runs it (uvicorn, embedded defaults) on a temporary 
 
 import json
 import os
-import socket
 import urllib.request
 
 import pytest
@@ -20,16 +19,6 @@ PORTS = range(8340, 8360)
 LAN_HOST = "crowdtick.test"
 
 
-def free_port_of_ours() -> int:
-    for port in PORTS:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS}")
-
 
 @pytest.fixture
 def site(tmp_path):
@@ -40,7 +29,7 @@ def site(tmp_path):
         "ALLOWED_HOSTS": f"127.0.0.1,localhost,{LAN_HOST}",
     }
     processes.migrate(env)
-    server = processes.uvicorn(free_port_of_ours(), env, tmp_path / "uvicorn.log").start()
+    server = processes.uvicorn(processes.free_port(PORTS), env, tmp_path / "uvicorn.log").start()
     yield server.url
     server.stop()
 
