@@ -20,8 +20,8 @@ from django.db import connection
 from polls.models import Ballot
 
 _table = Ballot._meta.db_table
-_COLUMNS = "(poll_id, voter_key, ip_hash, ip_key, choice_mask, submitted_at)"
-_ROW = "(%s, %s, %s, %s, %s, %s)"
+_COLUMNS = "(poll_id, voter_key, ip_hash, ip_key, choice_mask, terms, submitted_at)"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s)"
 
 # The unique constraints on (poll, voter_key) and (poll, ip_key) turn a repeat into "no row",
 # never an error or a second ballot. PostgreSQL and SQLite (3.35+) both speak this dialect.
@@ -119,14 +119,23 @@ _group_commit = _GroupCommit()
 
 
 def ballot_insert(
-    *, poll_id: int, voter_key: str, ip_hash: str, ip_key: str | None, choice_mask: int, submitted_at: datetime
+    *,
+    poll_id: int,
+    voter_key: str,
+    ip_hash: str,
+    ip_key: str | None,
+    choice_mask: int,
+    submitted_at: datetime,
+    terms: str = "",
 ) -> int | None:
-    """Inserts the ballot; returns its id, or None when this voter (or address) already voted.
+    """Inserts the ballot (`terms`: a word cloud's, as `Ballot.terms` keeps them); returns its id, or
+    None when this voter (or address) already voted.
 
     Committed when it returns, unless the caller holds a transaction open: then the ballot is
     inserted alone, on the caller's connection, and commits with the caller's transaction.
     """
-    params = [poll_id, voter_key, ip_hash, ip_key, choice_mask, connection.ops.adapt_datetimefield_value(submitted_at)]
+    when = connection.ops.adapt_datetimefield_value(submitted_at)
+    params = [poll_id, voter_key, ip_hash, ip_key, choice_mask, terms, when]
     if connection.in_atomic_block or connection.vendor != "postgresql":
         # Another thread's ballot must never ride in this caller's transaction; SQLite is one
         # writer anyway (make run).

@@ -31,6 +31,9 @@ EVENT_CODE_DIGITS = 6
 SCALE_LOWEST, SCALE_HIGHEST = 0, 10
 SCALE_DEFAULT_MIN, SCALE_DEFAULT_MAX = 1, 5
 SCALE_LABEL_MAX_LENGTH = 40
+# A word cloud's voter sends 1 to `max_words` terms, each this long at most once trimmed (polls/words.py).
+WORDS_MAX_PER_BALLOT, WORDS_DEFAULT_PER_BALLOT = 5, 3
+TERM_MAX_LENGTH = 40
 
 
 def new_slug() -> str:
@@ -60,6 +63,9 @@ class Poll(models.Model):
         # A rating: its values min..max are its choices (positions 0..max-min), so ballots, tallies,
         # reconciliation and exports treat it as any poll; only its results add an average and a median.
         SCALE = "scale", "Rating scale"
+        # Open answers shown as a word cloud: a ballot carries its terms (`Ballot.terms`), no choices;
+        # its tally counts terms by their normalised form (polls/words.py).
+        WORDS = "words", "Word cloud"
 
     class Visibility(models.TextChoices):
         ALWAYS = "always", "Always"
@@ -100,6 +106,11 @@ class Poll(models.Model):
     scale_max = models.SmallIntegerField(null=True, blank=True)
     scale_low_label = models.CharField(max_length=SCALE_LABEL_MAX_LENGTH, blank=True, default="", db_default="")
     scale_high_label = models.CharField(max_length=SCALE_LABEL_MAX_LENGTH, blank=True, default="", db_default="")
+    # A word cloud's settings (kind "words" only): how many terms a voter may send, the normalised
+    # terms its owner hid (left out of every screen), and whether profane terms are left out too.
+    max_words = models.PositiveSmallIntegerField(null=True, blank=True)
+    hidden_terms = models.JSONField(default=list, blank=True, db_default=[])
+    profanity_filter = models.BooleanField(default=False, db_default=False)
     # Set for an event's questions: the event's presenter opens and closes them (polls/events.py).
     event = models.ForeignKey("Event", null=True, blank=True, on_delete=models.CASCADE, related_name="questions")
     event_position = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -138,6 +149,10 @@ class Poll(models.Model):
     @property
     def is_scale(self) -> bool:
         return self.kind == self.Kind.SCALE
+
+    @property
+    def is_words(self) -> bool:
+        return self.kind == self.Kind.WORDS
 
     @property
     def group_name(self) -> str:
@@ -262,7 +277,10 @@ class Ballot(models.Model):
     ip_hash = models.CharField(max_length=64, blank=True)
     # NULL, not "", when the poll does not dedupe by address: the unique constraint skips NULLs.
     ip_key = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
-    choice_mask = models.BigIntegerField()
+    choice_mask = models.BigIntegerField()  # 0 for a word cloud's ballot
+    # A word cloud's ballot: its terms as typed (trimmed, inner whitespace collapsed), one per line.
+    # They are counted by their normalised form (polls/words.py); the typed form is what the CSV shows.
+    terms = models.TextField(blank=True, default="", db_default="")
     submitted_at = models.DateTimeField(default=timezone.now)
     # Set when the owner voids the ballot (ballot stuffing, polls/ballot_audit.py): it stays in the
     # record, and keeps its voter (and address) from voting again, but no count includes it.

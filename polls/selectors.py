@@ -20,6 +20,7 @@ from polls.records import poll_ids_with_ballots_since as poll_ids_with_ballots_s
 from polls.records import polls_with_choices as polls_with_choices
 from polls.tallies.counts import Tally, tallies_get, tally_get
 from polls.vote_minutes import COMMIT_SLACK, chart_minutes, minute_counts_get
+from polls.words import CloudTerm, cloud_terms, terms_of_ballot
 
 # Slugs made by `new_slug`; the column allows up to 16 characters, older or imported ones too.
 _SLUG_CHARACTERS = frozenset(SLUG_ALPHABET)
@@ -58,6 +59,8 @@ class PollResults:
     version: int
     closed: bool
     choices: list[ChoiceResult]
+    # A word cloud's terms as screens show them (polls/words.py): most frequent first, at most 100.
+    cloud: list[CloudTerm] | None = None
 
     @property
     def leader_votes(self) -> int:
@@ -161,7 +164,13 @@ def _results(poll: Poll, tally: Tally) -> PollResults:
         votes = tally.counts.get(choice.id, 0)
         percent = round(100 * votes / tally.total) if tally.total else 0
         choices.append(ChoiceResult(id=choice.id, text=choice.text, votes=votes, percent=percent))
-    return PollResults(poll=poll, total=tally.total, version=tally.version, closed=not poll.is_open(), choices=choices)
+    cloud = None
+    if poll.is_words:
+        counted = ((term, tally.spellings.get(term, term), count) for term, count in tally.terms.items())
+        cloud = cloud_terms(poll=poll, counted=counted)
+    return PollResults(
+        poll=poll, total=tally.total, version=tally.version, closed=not poll.is_open(), choices=choices, cloud=cloud
+    )
 
 
 def poll_votes_per_minute(*, poll: Poll) -> list[tuple[datetime, int]]:
@@ -347,13 +356,19 @@ def ballots_csv_rows(*, poll: Poll) -> Iterator[list[str]]:
     a formula are prefixed with an apostrophe.
     """
     choices = list(poll.choices.all())
-    yield ["submitted_at", "choices"]
+    # A word cloud's terms, each in a column of its own (a term may hold "; "): every term as typed,
+    # hidden ones too, since the export is the owner's record.
+    words = range(1, (poll.max_words or 0) + 1) if poll.is_words else range(0)
+    yield ["submitted_at", *(f"word {n}" for n in words)] if poll.is_words else ["submitted_at", "choices"]
     ballots = Ballot.objects.filter(poll=poll, voided_at__isnull=True).order_by("submitted_at", "id")
-    ballots = ballots.values_list("submitted_at", "choice_mask")
-    for submitted_at, mask in ballots.iterator(chunk_size=2000):
-        texts = "; ".join(choice.text for choice in choices if mask & choice.bit)
+    ballots = ballots.values_list("submitted_at", "choice_mask", "terms")
+    for submitted_at, mask, terms in ballots.iterator(chunk_size=2000):
         when = submitted_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        yield [when, _neutralise_formula(texts)]
+        if poll.is_words:
+            typed = terms_of_ballot(terms)
+            yield [when, *(_neutralise_formula(term) for term in typed), *[""] * (len(words) - len(typed))]
+        else:
+            yield [when, _neutralise_formula("; ".join(choice.text for choice in choices if mask & choice.bit))]
 
 
 def _neutralise_formula(cell: str) -> str:

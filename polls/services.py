@@ -35,6 +35,8 @@ from polls.models import (
     SCALE_LABEL_MAX_LENGTH,
     SCALE_LOWEST,
     VOTER_KEY_MAX_LENGTH,
+    WORDS_DEFAULT_PER_BALLOT,
+    WORDS_MAX_PER_BALLOT,
     Ballot,
     Choice,
     Poll,
@@ -52,6 +54,7 @@ from polls.tallies.counts import tally_discard, tally_record_ballot, tally_start
 from polls.tallies.reconcile import tally_mark_stale, tally_reconcile_many
 from polls.vote_minutes import minute_counts_forget
 from polls.voters import address_network
+from polls.words import InvalidTerms, ballot_terms, terms_stored
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,12 @@ class InvalidValue(InvalidChoices):
     message = "Pick a value on the scale."
 
 
+class InvalidWords(InvalidValue):
+    """A word cloud's ballot without terms, with too many or too long, or terms sent to another kind."""
+
+    message = "Type a word or a short phrase."
+
+
 class VoterRequired(VoteRejected):
     message = "A voter key is required to vote in this poll."
 
@@ -113,6 +122,8 @@ class CastBallot:
     choice_ids: list[int]
     voter_key: str
     choice_mask: int  # the chosen choices' bits, as the ballot stores them
+    terms: list[str]  # a word cloud's, as typed and kept
+
 
 @dataclass(frozen=True)
 class PollFields:
@@ -130,6 +141,8 @@ class PollFields:
     scale_min: int | None = None
     scale_max: int | None = None
     scale_labels: Sequence[str] = ()
+    max_words: int | None = None
+    profanity_filter: bool = False
 
 
 def poll_create(*, ip_address: str | None = None, **fields) -> tuple[Poll, str]:
@@ -160,7 +173,8 @@ def poll_draft(fields: PollFields, *, owner_token_hash: str) -> PollDraft:
     """Checks a new poll (raises `ValidationError` per field) without saving it: `poll_create` and
     `polls.events.event_create` save what it returns."""
     answers = _answers(fields)
-    _validate_choices(answers.texts, max_choices=answers.max_choices)
+    if fields.kind != Poll.Kind.WORDS:
+        _validate_choices(answers.texts, max_choices=answers.max_choices)
     if fields.closes_at is not None and fields.closes_at <= timezone.now():
         raise ValidationError({"closes_at": "The deadline must be in the future."})
     if fields.opens_at is not None and fields.closes_at is not None and fields.opens_at >= fields.closes_at:
@@ -178,6 +192,8 @@ def poll_draft(fields: PollFields, *, owner_token_hash: str) -> PollDraft:
         scale_max=answers.scale_max,
         scale_low_label=answers.labels[0],
         scale_high_label=answers.labels[1],
+        max_words=answers.max_words,
+        profanity_filter=fields.profanity_filter and fields.kind == Poll.Kind.WORDS,
         owner_token_hash=owner_token_hash,
     )
     poll.full_clean(exclude=["slug", "event"])
@@ -191,14 +207,21 @@ class _Answers:
     scale_min: int | None = None
     scale_max: int | None = None
     labels: tuple[str, str] = ("", "")
+    max_words: int | None = None
 
 
 def _answers(fields: PollFields) -> _Answers:
-    """What voters will pick from: the creator's choices, or a scale's values from min to max."""
+    """What voters will pick from: the creator's choices, a scale's values from min to max, or nothing
+    (a word cloud's voters type their answers)."""
     texts = [text.strip() for text in fields.choices if text and text.strip()]
-    if fields.kind != Poll.Kind.SCALE:
-        if fields.scale_min is not None or fields.scale_max is not None or any(fields.scale_labels):
-            raise ValidationError({"kind": "Only a rating scale (kind 'scale') has a range and end labels."})
+    scale_fields = fields.scale_min is not None or fields.scale_max is not None or any(fields.scale_labels)
+    if fields.kind != Poll.Kind.SCALE and scale_fields:
+        raise ValidationError({"kind": "Only a rating scale (kind 'scale') has a range and end labels."})
+    if fields.kind != Poll.Kind.WORDS and fields.max_words is not None:
+        raise ValidationError({"max_words": "Only a word cloud (kind 'words') takes 'max_words'."})
+    if fields.kind == Poll.Kind.WORDS:
+        return _word_cloud_answers(fields, texts)
+    if fields.kind == Poll.Kind.CHOICE:
         return _Answers(texts=texts, max_choices=fields.max_choices)
     if texts:
         raise ValidationError({"choices": "A rating scale has no choices: its values are what voters pick."})
@@ -211,6 +234,15 @@ def _answers(fields: PollFields) -> _Answers:
         )
     values = [str(value) for value in range(low, high + 1)]
     return _Answers(texts=values, max_choices=1, scale_min=low, scale_max=high, labels=labels)
+
+
+def _word_cloud_answers(fields: PollFields, texts: list[str]) -> _Answers:
+    if texts:
+        raise ValidationError({"choices": "A word cloud has no choices: its voters type their answers."})
+    max_words = WORDS_DEFAULT_PER_BALLOT if fields.max_words is None else fields.max_words
+    if not 1 <= max_words <= WORDS_MAX_PER_BALLOT:
+        raise ValidationError({"max_words": f"Voters can send 1 to {WORDS_MAX_PER_BALLOT} words each."})
+    return _Answers(texts=[], max_choices=1, max_words=max_words)
 
 
 def poll_draft_save(draft: PollDraft) -> Poll:
@@ -257,6 +289,10 @@ def ballot_choice_ids(*, poll: Poll, choices: Sequence[int] | None = None, value
     """The choice ids a vote sent as `choices` (a poll of choices) or as a rating's `value` (a scale,
     whose values are its choices in order) stands for. Raises `InvalidValue` when the vote is of the
     other kind or its value is off the scale; the choices themselves are checked by `vote_cast`."""
+    if poll.is_words:
+        if choices or value is not None:
+            raise InvalidWords("This poll is a word cloud: send 'words', not choices or a value.")
+        return []
     if not poll.is_scale:
         if value is not None:
             raise InvalidValue("This poll is not a rating scale: send 'choices', not 'value'.")
@@ -284,8 +320,16 @@ def _validate_choices(texts: list[str], *, max_choices: int) -> None:
         )
 
 
-def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, ip_address: str | None) -> CastBallot:
-    """Counts one ballot, or raises `VoteRejected` saying why not.
+def vote_cast(
+    *,
+    poll: Poll,
+    choice_ids: Sequence[int],
+    voter_key: str | None,
+    ip_address: str | None,
+    words: Sequence[str] | None = None,
+) -> CastBallot:
+    """Counts one ballot (`choice_ids`, or a word cloud's `words` as the voter typed them), or raises
+    `VoteRejected` saying why not.
 
     The ballot is committed before this returns (callers answer 2xx only then); the cached
     tally is updated after the commit, and losing that update never loses the vote. Raises
@@ -297,7 +341,8 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
         if poll.event_id is not None:
             raise QuestionNotOpen()  # its presenter's phase and window are the poll's own fields (polls.events)
         raise PollNotOpenYet() if poll.opens_at and now < poll.opens_at and not poll.closed else PollClosed()
-    chosen = _chosen_choices(poll, choice_ids)
+    terms = _ballot_terms(poll, words)
+    chosen = [] if poll.is_words else _chosen_choices(poll, choice_ids)
 
     if poll.dedupe == Poll.Dedupe.NONE:
         # Every call is a new ballot; the prefix still tells the page this browser has voted.
@@ -314,12 +359,27 @@ def vote_cast(*, poll: Poll, choice_ids: Sequence[int], voter_key: str | None, i
         ip_key=ip_hash if poll.dedupe == Poll.Dedupe.IP and ip_hash else None,
         choice_mask=choice_mask,
         submitted_at=now,
+        terms=terms_stored(terms),
     )
     if ballot_id is None:
         raise AlreadyVoted()
     chosen_ids = [choice.id for choice in chosen]
-    transaction.on_commit(lambda: tally_record_ballot(poll_id=poll.id, ballot_id=ballot_id, choice_ids=chosen_ids))
-    return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key, choice_mask=choice_mask)
+    transaction.on_commit(
+        lambda: tally_record_ballot(poll_id=poll.id, ballot_id=ballot_id, choice_ids=chosen_ids, terms=terms)
+    )
+    return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key, choice_mask=choice_mask, terms=terms)
+
+
+def _ballot_terms(poll: Poll, words: Sequence[str] | None) -> list[str]:
+    """A word cloud's terms as kept (polls/words.py); none for another kind, which takes no words."""
+    if not poll.is_words:
+        if words:
+            raise InvalidWords("This poll is not a word cloud: pick from its choices instead of typing words.")
+        return []
+    try:
+        return ballot_terms(poll=poll, words=list(words or []))
+    except InvalidTerms as invalid:
+        raise InvalidWords(str(invalid)) from None
 
 
 def _chosen_choices(poll: Poll, choice_ids: Sequence[int]) -> list[Choice]:

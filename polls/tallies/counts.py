@@ -2,18 +2,20 @@
 
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import redis
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from redis.commands.core import Script
 
 from polls.models import Ballot, Poll
 from polls.redis_client import get_redis
 from polls.tallies.changes import embedded_changes
-from polls.tallies.keys import CHANGED_KEY, STALE_KEY, tally_key, window_key
+from polls.tallies.keys import CHANGED_KEY, STALE_KEY, poll_tally_keys, tally_key, window_key
+from polls.words import CLOUD_MAX_TERMS, term_normalised, terms_of_ballot
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ class Tally:
     counts: dict[int, int]  # choice id -> selections
     total: int
     version: int
+    # A word cloud's: normalised term -> ballots naming it, and its most common spelling. Every term
+    # when counted from the record or read for reconciling; the most frequent when read for screens.
+    terms: dict[str, int] = field(default_factory=dict)
+    spellings: dict[str, str] = field(default_factory=dict)
 
 
 def tally_from_record(poll: Poll) -> Tally:
@@ -61,28 +67,72 @@ def tallies_from_record(polls: Sequence[Poll], *, ballot_ids: Sequence[int] | No
     voided = Count("id", filter=Q(voided_at__isnull=False))
     rows = ballots.values("poll_id").annotate(total=Count("id", filter=counted), voided=voided, **sums).order_by()
     by_poll = {row["poll_id"]: row for row in rows}
+    terms, spellings = _terms_from_record(ballots.filter(counted), [poll for poll in polls if poll.is_words])
     tallies = {}
     for poll in polls:
         row = by_poll.get(poll.id, {})
         counts = {choice.id: int(row.get(f"at{choice.position}") or 0) // choice.bit for choice in poll.choices.all()}
         total = row.get("total", 0)
-        tallies[poll.id] = Tally(counts=counts, total=total, version=total + 2 * row.get("voided", 0))
+        tallies[poll.id] = Tally(
+            counts=counts,
+            total=total,
+            version=total + 2 * row.get("voided", 0),
+            terms=terms.get(poll.id, {}),
+            spellings=spellings.get(poll.id, {}),
+        )
     return tallies
+
+
+def _terms_from_record(
+    ballots: QuerySet[Ballot], polls: Sequence[Poll]
+) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, str]]]:
+    """The terms of the word clouds among `ballots` (poll id -> normalised term -> ballots), and each
+    term's most common spelling (ties: the first typed). Counted here, not in SQL: a term is counted by
+    its Unicode normalised form, which PostgreSQL's `lower` does not compute (it does not case-fold)."""
+    if not polls:
+        return {}, {}
+    terms: dict[int, Counter[str]] = defaultdict(Counter)
+    typed: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    rows = ballots.filter(poll_id__in=[poll.id for poll in polls]).order_by("id").values_list("poll_id", "terms")
+    for poll_id, stored in rows.iterator(chunk_size=5000):
+        for spelling in terms_of_ballot(stored):
+            normalised = term_normalised(spelling)
+            terms[poll_id][normalised] += 1
+            typed[poll_id][normalised][spelling] += 1
+    spellings = {
+        poll_id: {normalised: counter.most_common(1)[0][0] for normalised, counter in by_term.items()}
+        for poll_id, by_term in typed.items()
+    }
+    return {poll_id: dict(counter) for poll_id, counter in terms.items()}, spellings
 
 
 # Increments only a tally that exists: creating a partial one from a single ballot would
 # show wrong counts. When it is missing the poll is marked stale instead, so the reconciler
 # rebuilds it even if a concurrent rebuild read the record before this ballot committed.
 # While the reconciler looks at the poll (its window exists), the counted ballot's id goes there.
-# KEYS: tally, changed set, stale set, window. ARGV: poll id, ballot id, then the choice ids.
+# A word cloud's terms go to its sorted set, and each spelling's count to its spellings hash, where
+# `d:<term>` follows the most common spelling (a tie keeps the one shown).
+# KEYS: tally, changed set, stale set, window, words, spellings. ARGV: poll id, ballot id, the number
+# of choice ids, the choice ids, then (term, spelling) pairs.
 _RECORD_BALLOT = """
 redis.call('SADD', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SADD', KEYS[3], ARGV[1])
   return 0
 end
-for i = 3, #ARGV do
+local choices = tonumber(ARGV[3])
+for i = 4, 3 + choices do
   redis.call('HINCRBY', KEYS[1], 'c:' .. ARGV[i], 1)
+end
+for i = 4 + choices, #ARGV, 2 do
+  local term, spelling = ARGV[i], ARGV[i + 1]
+  redis.call('ZINCRBY', KEYS[5], 1, term)
+  local times = redis.call('HINCRBY', KEYS[6], 'n:' .. term .. '\t' .. spelling, 1)
+  local shown = redis.call('HGET', KEYS[6], 'd:' .. term)
+  local shown_times = shown and tonumber(redis.call('HGET', KEYS[6], 'n:' .. term .. '\t' .. shown) or '0')
+  if not shown or (shown ~= spelling and times > shown_times) then
+    redis.call('HSET', KEYS[6], 'd:' .. term, spelling)
+  end
 end
 redis.call('HINCRBY', KEYS[1], 'total', 1)
 if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -92,23 +142,58 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 """
 
 # Stores a tally rebuilt from the record only where there is none, so a rebuild never overwrites
-# an increment (or another rebuild) that got there first. ARGV: the hash's field/value pairs.
+# an increment (or another rebuild) that got there first. KEYS: `keys.poll_tally_keys`. ARGV: the
+# hash's field/value pairs, then those of a word cloud: `w:<term>` counts go to its sorted set,
+# `n:`/`d:` spellings to its hash (replacing what an earlier tally of the poll left there).
 _STORE_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 1, #ARGV, 2 do
+  local name, value = ARGV[i], ARGV[i + 1]
+  local prefix = string.sub(name, 1, 2)
+  if prefix == 'w:' then
+    redis.call('ZADD', KEYS[2], value, string.sub(name, 3))
+  elseif prefix == 'n:' or prefix == 'd:' then
+    redis.call('HSET', KEYS[3], name, value)
+  else
+    redis.call('HSET', KEYS[1], name, value)
+  end
+end
 return 1
 """
 
+# The most frequent terms of a word cloud (at most ARGV[1]) with their counts and shown spellings:
+# term, count, spelling, term, … KEYS: words, spellings.
+_TOP_TERMS = """
+local top = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local found = {}
+for i = 1, #top, 2 do
+  found[#found + 1] = top[i]
+  found[#found + 1] = top[i + 1]
+  found[#found + 1] = redis.call('HGET', KEYS[2], 'd:' .. top[i]) or top[i]
+end
+return found
+"""
+
 # Adds the reconciler's corrections to a tally that exists (a missing one is rebuilt instead) and
-# moves its version forward by ARGV[1]. ARGV: the version step, then field/amount pairs.
+# moves its version forward by ARGV[1]. ARGV: the version step, then field/amount pairs, where a
+# `w:<term>` field is a word cloud's term (in its sorted set; one no ballot names any more leaves it).
+# KEYS: tally, words.
 _ADD_IF_EXISTS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 for i = 2, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  if string.sub(ARGV[i], 1, 2) == 'w:' then
+    local term = string.sub(ARGV[i], 3)
+    if tonumber(redis.call('ZINCRBY', KEYS[2], ARGV[i + 1], term)) <= 0 then
+      redis.call('ZREM', KEYS[2], term)
+    end
+  else
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
 return redis.call('HINCRBY', KEYS[1], 'version', ARGV[1])
 """
@@ -116,8 +201,9 @@ return redis.call('HINCRBY', KEYS[1], 'version', ARGV[1])
 _fallback_cache: dict[int, tuple[float, Tally]] = {}
 
 
-def tally_record_ballot(*, poll_id: int, ballot_id: int, choice_ids: list[int]) -> None:
-    """Counts one committed ballot in the cached tally and marks the poll changed.
+def tally_record_ballot(*, poll_id: int, ballot_id: int, choice_ids: list[int], terms: Sequence[str] = ()) -> None:
+    """Counts one committed ballot (its choices, or a word cloud's terms as typed) in the cached tally
+    and marks the poll changed.
 
     Runs after the ballot's commit. A Redis failure is logged and swallowed: the vote is
     already in the record, and the reconciler repairs the tally when Redis is back.
@@ -127,8 +213,10 @@ def tally_record_ballot(*, poll_id: int, ballot_id: int, choice_ids: list[int]) 
         embedded_changes.add(poll_id)
         return
     try:
-        keys = [tally_key(poll_id), CHANGED_KEY, STALE_KEY, window_key(poll_id)]
-        scripts(client).record_ballot(keys=keys, args=[poll_id, ballot_id, *choice_ids])
+        tally, words, spellings = poll_tally_keys(poll_id)
+        keys = [tally, CHANGED_KEY, STALE_KEY, window_key(poll_id), words, spellings]
+        pairs = [item for spelling in terms for item in (term_normalised(spelling), spelling)]
+        scripts(client).record_ballot(keys=keys, args=[poll_id, ballot_id, len(choice_ids), *choice_ids, *pairs])
     except redis.RedisError:
         logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll_id)
 
@@ -139,7 +227,7 @@ def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
     `cached` is the tally's hash when the caller already read it from Redis (the poll cache reads
     it in the same round trip as the poll).
     """
-    if cached:
+    if cached and not poll.is_words:  # a word cloud's terms are not in the hash
         return tally_from_hash(cached)
     return tallies_get([poll])[poll.id]
 
@@ -154,8 +242,18 @@ def tallies_get(polls: Sequence[Poll]) -> dict[int, Tally]:
         pipeline = client.pipeline(transaction=False)
         for poll in polls:
             pipeline.hgetall(tally_key(poll.id))
-        hashes = pipeline.execute()
-        tallies = {poll.id: tally_from_hash(found) for poll, found in zip(polls, hashes, strict=True) if found}
+        clouds = [poll for poll in polls if poll.is_words]
+        for poll in clouds:
+            keys = poll_tally_keys(poll.id)[1:]
+            scripts(client).top_terms(keys=keys, args=[terms_to_read(poll)], client=pipeline)
+        replies = pipeline.execute()
+        hashes = replies[: len(polls)]
+        top_terms = dict(zip([poll.id for poll in clouds], replies[len(polls) :], strict=True))
+        tallies = {
+            poll.id: tally_from_hash(found, top_terms=top_terms.get(poll.id))
+            for poll, found in zip(polls, hashes, strict=True)
+            if found
+        }
         missing = [poll for poll in polls if poll.id not in tallies]
         if missing:
             tallies |= _rebuild(client, missing)
@@ -164,12 +262,19 @@ def tallies_get(polls: Sequence[Poll]) -> dict[int, Tally]:
         return _tallies_from_record_cached(polls)
 
 
+def terms_to_read(poll: Poll) -> int:
+    """How many of a word cloud's most frequent terms to read for its screens: enough that those left
+    out (hidden by its owner, or filtered as profane) still leave a full cloud, in all but a flood of
+    profanity."""
+    return CLOUD_MAX_TERMS + len(poll.hidden_terms) + (2 * CLOUD_MAX_TERMS if poll.profanity_filter else 0)
+
+
 def tally_start(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
     """Queues the empty tally of a poll just created (after its commit), so its first ballots are
     counted at once instead of finding no tally and waiting for a rebuild from the record."""
     tally = Tally(counts={choice.id: 0 for choice in poll.choices.all()}, total=0, version=0)
     # Registered on the client, run in its pipeline: `scripts` is cached per client, not per pipeline.
-    scripts(get_redis()).store_if_absent(keys=[tally_key(poll.id)], args=_fields(tally), client=pipeline)
+    scripts(get_redis()).store_if_absent(keys=poll_tally_keys(poll.id), args=_fields(tally), client=pipeline)
 
 
 def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
@@ -180,7 +285,8 @@ def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
     # no reconcile run needs to look at it.
     archived = {poll.id for poll in polls if poll.archived_at}
     for poll_id in archived:
-        client.expire(tally_key(poll_id), ARCHIVED_TALLY_SECONDS)
+        for key in poll_tally_keys(poll_id):
+            client.expire(key, ARCHIVED_TALLY_SECONDS)
     # A ballot committed before the read above but counted in Redis after the store would be
     # counted twice: have the reconciler check these polls once that moment has passed.
     if taking_ballots := set(rebuilt) - archived:
@@ -194,7 +300,7 @@ def tally_discard(*, poll_ids: set[int]) -> None:
     if client is None or not poll_ids:
         return
     try:
-        client.delete(*(tally_key(poll_id) for poll_id in poll_ids))
+        client.delete(*(key for poll_id in poll_ids for key in poll_tally_keys(poll_id)))
         client.srem(STALE_KEY, *poll_ids)
     except redis.RedisError:
         logger.warning("Redis unavailable: tallies of deleted polls %s left to expire", sorted(poll_ids))
@@ -202,13 +308,18 @@ def tally_discard(*, poll_ids: set[int]) -> None:
 
 def tally_store_if_absent(client: redis.Redis, poll_id: int, tally: Tally) -> bool:
     """Stores a tally rebuilt from the record, unless one exists (it may hold newer increments)."""
-    return bool(scripts(client).store_if_absent(keys=[tally_key(poll_id)], args=_fields(tally)))
+    return bool(scripts(client).store_if_absent(keys=poll_tally_keys(poll_id), args=_fields(tally)))
 
 
 def _fields(tally: Tally) -> list[str | int]:
     fields: list[str | int] = ["version", tally.version, "total", tally.total]
     for choice_id, votes in tally.counts.items():
         fields += [f"c:{choice_id}", votes]
+    for term, ballots in tally.terms.items():
+        # The spelling shown starts with a count of its own, so that another must be typed more often
+        # than it from now on to replace it.
+        spelling = tally.spellings.get(term, term)
+        fields += [f"w:{term}", ballots, f"d:{term}", spelling, f"n:{term}\t{spelling}", ballots]
     return fields
 
 
@@ -217,6 +328,7 @@ class Scripts:
     record_ballot: Script
     store_if_absent: Script
     add_if_exists: Script
+    top_terms: Script
 
 
 @cache
@@ -226,12 +338,27 @@ def scripts(client: redis.Redis) -> Scripts:
         record_ballot=client.register_script(_RECORD_BALLOT),
         store_if_absent=client.register_script(_STORE_IF_ABSENT),
         add_if_exists=client.register_script(_ADD_IF_EXISTS),
+        top_terms=client.register_script(_TOP_TERMS),
     )
 
 
-def tally_from_hash(cached: dict[str, str]) -> Tally:
-    counts = {int(field[2:]): int(value) for field, value in cached.items() if field.startswith("c:")}
-    return Tally(counts=counts, total=int(cached.get("total", 0)), version=int(cached.get("version", 0)))
+def tally_from_hash(
+    cached: dict[str, str], *, top_terms: list[str] | None = None, terms: dict[str, float] | None = None
+) -> Tally:
+    """A tally from its hash, with a word cloud's most frequent terms as `_TOP_TERMS` returns them, or
+    its every term (term -> count) as the reconciler reads them."""
+    counts = {int(name[2:]): int(value) for name, value in cached.items() if name.startswith("c:")}
+    counted_terms, spellings = {term: int(count) for term, count in (terms or {}).items()}, {}
+    for at in range(0, len(top_terms or ()), 3):
+        term, count, spelling = top_terms[at : at + 3]
+        counted_terms[term], spellings[term] = int(float(count)), spelling
+    return Tally(
+        counts=counts,
+        total=int(cached.get("total", 0)),
+        version=int(cached.get("version", 0)),
+        terms=counted_terms,
+        spellings=spellings,
+    )
 
 
 def _tallies_from_record_cached(polls: Sequence[Poll]) -> dict[int, Tally]:

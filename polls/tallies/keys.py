@@ -1,6 +1,9 @@
 """The Redis keys of the tallies, in one place because the vote's Lua script touches most of them.
 
 - `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
+- `tally:words:<poll id>`: a word cloud's sorted set, normalised term -> ballots naming it;
+- `tally:spellings:<poll id>`: a word cloud's hash of `n:<term>\t<spelling>` counts and `d:<term>`,
+  the spelling shown (its most common), kept by the same script that counts the term;
 - `tally:changed`: set of poll ids whose results changed since the broadcaster last looked;
 - `tally:stale`: set of poll ids whose cached tally may miss a ballot: the reconciler looks at them
   whatever else it looks at;
@@ -24,3 +27,17 @@ def tally_key(poll_id: int) -> str:
 
 def window_key(poll_id: int) -> str:
     return f"tally:window:{poll_id}"
+
+
+def words_key(poll_id: int) -> str:
+    return f"tally:words:{poll_id}"
+
+
+def spellings_key(poll_id: int) -> str:
+    return f"tally:spellings:{poll_id}"
+
+
+def poll_tally_keys(poll_id: int) -> list[str]:
+    """The keys that hold one poll's tally, in the order the scripts take them: the hash, the word
+    cloud's sorted set and its spellings."""
+    return [tally_key(poll_id), words_key(poll_id), spellings_key(poll_id)]

@@ -32,7 +32,15 @@ from polls.tallies.counts import (
     tally_from_hash,
     tally_store_if_absent,
 )
-from polls.tallies.keys import CHANGED_KEY, RECONCILE_LOCK_KEY, RECONCILED_UNTIL_KEY, STALE_KEY, tally_key, window_key
+from polls.tallies.keys import (
+    CHANGED_KEY,
+    RECONCILE_LOCK_KEY,
+    RECONCILED_UNTIL_KEY,
+    STALE_KEY,
+    tally_key,
+    window_key,
+    words_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,13 +199,13 @@ def _reconcile(client: redis.Redis, polls: Sequence[Poll]) -> tuple[set[int], se
 def _repair_one(
     client: redis.Redis,
     poll: Poll,
-    opened: dict[str, str],
+    opened: Tally | None,
     window: list[int] | None,
     record: dict[int, Tally],
     counted_meanwhile: dict[int, Tally],
 ) -> str | None:
     """Repairs one poll's tally after a look; returns "rebuilt", "repaired" or None (nothing to do, or left stale)."""
-    if not opened:
+    if opened is None:
         if tally_store_if_absent(client, poll.id, record[poll.id]):  # else a reader rebuilt it meanwhile
             client.sadd(CHANGED_KEY, poll.id)
             return "rebuilt"
@@ -205,19 +213,18 @@ def _repair_one(
     if window is None:
         client.sadd(STALE_KEY, poll.id)  # the window cannot vouch for this look: the next run looks again
         return None
-    cached = tally_from_hash(opened)
-    correction = _drift(record[poll.id], counted_meanwhile[poll.id], cached)
+    correction = _drift(record[poll.id], counted_meanwhile[poll.id], opened)
     outcome = None
     if correction:
         args = [max(1, abs(correction.get("total", 0)))] + [item for pair in correction.items() for item in pair]
-        if not scripts(client).add_if_exists(keys=[tally_key(poll.id)], args=args):
+        if not scripts(client).add_if_exists(keys=[tally_key(poll.id), words_key(poll.id)], args=args):
             return None  # gone meanwhile (Redis restarted empty): the next reader or run rebuilds it
         logger.info(
             "Poll %s: tally corrected by %s (record %s, counted before the look %s, during it %s)",
             poll.id,
             correction,
             record[poll.id].total,
-            cached.total,
+            opened.total,
             len(window),
         )
         client.sadd(CHANGED_KEY, poll.id)
@@ -226,21 +233,26 @@ def _repair_one(
     return outcome
 
 
-def _open_windows(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, dict[str, str]]:
-    """Reads each poll's tally (empty when there is none) and opens its window, in one MULTI/EXEC:
-    every ballot counted after that reading is in the window."""
+def _open_windows(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally | None]:
+    """Reads each poll's tally (None when there is none), a word cloud's every term included, and opens
+    its window, in one MULTI/EXEC: every ballot counted after that reading is in the window."""
     pipeline = client.pipeline(transaction=True)
     for poll in polls:
         pipeline.delete(window_key(poll.id))
         pipeline.rpush(window_key(poll.id), _WINDOW_OPEN)
         pipeline.expire(window_key(poll.id), WINDOW_SECONDS)
         pipeline.hgetall(tally_key(poll.id))
+        pipeline.zrange(words_key(poll.id), 0, -1, withscores=True)
     replies = pipeline.execute()
-    return {poll.id: replies[4 * n + 3] for n, poll in enumerate(polls)}
+    opened: dict[int, Tally | None] = {}
+    for n, poll in enumerate(polls):
+        found, terms = replies[5 * n + 3], replies[5 * n + 4]
+        opened[poll.id] = tally_from_hash(found, terms=dict(terms)) if found else None
+    return opened
 
 
 def _close_windows(
-    client: redis.Redis, polls: Sequence[Poll], opened: dict[int, dict[str, str]]
+    client: redis.Redis, polls: Sequence[Poll], opened: dict[int, Tally | None]
 ) -> dict[int, list[int] | None]:
     """Closes the windows: poll id -> the ids of the ballots counted since it opened, or None when it
     cannot vouch for them. The tally's version grows by one per counted ballot, so it must have grown
@@ -258,7 +270,7 @@ def _close_windows(
         ballot_ids = [int(entry) for entry in entries[1:]]
         before = opened[poll.id]
         grew_by_the_window = (
-            bool(before) and version is not None and int(version) == int(before.get("version", -1)) + len(ballot_ids)
+            before is not None and version is not None and int(version) == before.version + len(ballot_ids)
         )
         windows[poll.id] = ballot_ids if entries[:1] == [_WINDOW_OPEN] and grew_by_the_window else None
     return windows
@@ -283,9 +295,17 @@ def _one_snapshot() -> Iterator[None]:
 def _drift(record: Tally, meanwhile: Tally, cached: Tally) -> dict[str, int]:
     """Field -> amount to add to `cached` (the tally when the window opened) so that it counts every
     ballot of `record` (the snapshot) but those counted since (`meanwhile`, the window's ballots in
-    the snapshot)."""
-    expected = {"total": record.total - meanwhile.total} | {
-        f"c:{choice_id}": votes - meanwhile.counts.get(choice_id, 0) for choice_id, votes in record.counts.items()
-    }
-    have = {"total": cached.total} | {f"c:{choice_id}": cached.counts.get(choice_id, 0) for choice_id in record.counts}
+    the snapshot). A word cloud's terms are fields `w:<term>`, those the tally counts and the record
+    does not included (a term whose ballots were voided)."""
+    expected = (
+        {"total": record.total - meanwhile.total}
+        | {f"c:{choice_id}": votes - meanwhile.counts.get(choice_id, 0) for choice_id, votes in record.counts.items()}
+        | {f"w:{term}": 0 for term in cached.terms}
+        | {f"w:{term}": ballots - meanwhile.terms.get(term, 0) for term, ballots in record.terms.items()}
+    )
+    have = (
+        {"total": cached.total}
+        | {f"c:{choice_id}": cached.counts.get(choice_id, 0) for choice_id in record.counts}
+        | {f"w:{term[2:]}": cached.terms.get(term[2:], 0) for term in expected if term.startswith("w:")}
+    )
     return {field: expected[field] - have[field] for field in expected if expected[field] != have[field]}

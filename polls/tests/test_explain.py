@@ -67,7 +67,7 @@ def hot_path_plans(poll: Poll) -> dict[str, str]:
     now = timezone.now()
     voter = Ballot.objects.filter(poll=poll).values_list("voter_key", flat=True).first()
     with connection.cursor() as cursor:
-        params = [poll.id, "new-voter", "", None, 1, now]
+        params = [poll.id, "new-voter", "", None, 1, "", now]
         cursor.execute("EXPLAIN " + _INSERT_BALLOT, params)
         insert_plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("EXPLAIN " + _VOTER_PICK, [poll.id, voter])
