@@ -53,6 +53,8 @@ class QuestionInput:
     scale_min: int | None = None
     scale_max: int | None = None
     scale_labels: Sequence[str] = ()
+    max_words: int | None = None
+    profanity_filter: bool = False
 
 
 def event_create(

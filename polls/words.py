@@ -116,7 +116,8 @@ def cloud_terms(*, poll: Poll, counted: Iterable[tuple[str, str, int]]) -> list[
     places from one push to the next.
 
     Sizes follow the logarithm of the count, relative to the most frequent term: a term counted 1,000
-    times next to one counted 10 must not shrink the second to nothing.
+    times next to one counted 10 must not shrink the second to nothing. Terms counted alike are drawn
+    alike, at the smallest size: how large the whole cloud is drawn is the page's to choose.
     """
     shown = [(normalised, spelling, count) for normalised, spelling, count in counted if count > 0]
     shown = [term for term in shown if term_shown(poll=poll, normalised=term[0], spelling=term[1])]
@@ -128,7 +129,7 @@ def cloud_terms(*, poll: Poll, counted: Iterable[tuple[str, str, int]]) -> list[
             text=spelling,
             normalised=normalised,
             count=count,
-            size=1 + round((CLOUD_SIZES - 1) * math.log(count) / top) if top else CLOUD_SIZES,
+            size=1 + round((CLOUD_SIZES - 1) * math.log(count) / top) if top else 1,
         )
         for normalised, spelling, count in shown
     ]

@@ -141,6 +141,7 @@ def event_vote(request: HttpRequest, code: str) -> HttpResponse:
             services.vote_cast(
                 poll=question,
                 choice_ids=form.cleaned_data["choice"],
+                words=form.cleaned_data["words"],
                 voter_key=voter_key_for(request),
                 ip_address=voters.client_address(request.META),
             )
@@ -161,6 +162,7 @@ def event_vote(request: HttpRequest, code: str) -> HttpResponse:
         status=status,
         vote_errors=errors,
         picked=picked_choice_ids(request),
+        typed_words=request.POST.getlist("words"),
     )
     return remember_voter(request, with_retry_after(response, retry_after))
 

@@ -20,6 +20,8 @@ from polls.models import (
     SCALE_HIGHEST,
     SCALE_LABEL_MAX_LENGTH,
     SCALE_LOWEST,
+    TERM_MAX_LENGTH,
+    WORDS_MAX_PER_BALLOT,
     Poll,
 )
 
@@ -109,6 +111,8 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     scale_max = forms.IntegerField(min_value=SCALE_LOWEST, max_value=SCALE_HIGHEST, required=False)
     scale_low_label = forms.CharField(max_length=SCALE_LABEL_MAX_LENGTH, required=False)
     scale_high_label = forms.CharField(max_length=SCALE_LABEL_MAX_LENGTH, required=False)
+    max_words = forms.IntegerField(min_value=1, max_value=WORDS_MAX_PER_BALLOT, required=False)
+    profanity_filter = forms.BooleanField(required=False)
     allow_multiple = forms.BooleanField(required=False)
     max_choices = forms.IntegerField(min_value=1, max_value=MAX_CHOICES, required=False)
     opens_at = LocalDateTimeField(required=False)
@@ -120,8 +124,8 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
     def clean(self):
         data = super().clean()
         data["kind"] = data.get("kind") or Poll.Kind.CHOICE
-        if data["kind"] == Poll.Kind.SCALE:
-            # The choice rows are hidden for a scale (CSS), and what they held does not count.
+        if data["kind"] in (Poll.Kind.SCALE, Poll.Kind.WORDS):
+            # The choice rows are hidden for a scale and a word cloud (CSS), and what they held does not count.
             self.errors.pop("choices", None)
             data["choices"] = []
         if not data.get("allow_multiple"):
@@ -147,11 +151,28 @@ class PollCreateForm(BrowserTimeZoneMixin, forms.Form):
                 "scale_max": data["scale_max"],
                 "scale_labels": [data["scale_low_label"], data["scale_high_label"]],
             }
+        if data["kind"] == Poll.Kind.WORDS:
+            given |= {"max_words": data["max_words"], "profanity_filter": data["profanity_filter"]}
         return given
 
 
+class WordBoxesField(forms.Field):
+    """A word cloud's text boxes, all named `words`: what each holds, as typed (blank ones included).
+    The rules for terms are `polls.words`'; this only keeps a forged request within bounds."""
+
+    widget = ChoiceRowsWidget
+
+    def to_python(self, value):
+        return [str(text) for text in (value or [])]
+
+    def validate(self, value):
+        if len(value) > WORDS_MAX_PER_BALLOT or any(len(text) > 4 * TERM_MAX_LENGTH for text in value):
+            raise forms.ValidationError(f"Send at most {WORDS_MAX_PER_BALLOT} words, each a short phrase.")
+
+
 class VoteForm(forms.Form):
-    """The voter's pick: radio buttons for single choice, checkboxes for multiple."""
+    """The voter's answer: radio buttons for single choice, checkboxes for multiple, text boxes for a
+    word cloud."""
 
     choice = forms.TypedMultipleChoiceField(
         coerce=int,
@@ -160,10 +181,19 @@ class VoteForm(forms.Form):
             "invalid_choice": "That choice is not part of this poll.",
         },
     )
+    words = WordBoxesField(required=False)
 
     def __init__(self, *args, poll: Poll, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["choice"].choices = [(choice.id, choice.text) for choice in poll.choices.all()]
+        self.fields["choice"].required = not poll.is_words
+
+
+class WordModerationForm(forms.Form):
+    """One moderation change of a word cloud, as the owner page's buttons post it (`web.moderation`)."""
+
+    action = forms.ChoiceField(choices=[(name, name) for name in ("hide", "show", "filter_on", "filter_off")])
+    term = forms.CharField(required=False, max_length=4 * TERM_MAX_LENGTH, strip=False)
 
 
 class PollSettingsForm(BrowserTimeZoneMixin, forms.Form):
@@ -184,12 +214,15 @@ class VoidBurstForm(forms.Form):
 
 # A question's second line that makes it a rating scale: "scale 1-5", or with end labels "scale 0-10: Never / Surely".
 _SCALE_LINE = re.compile(r"^scale\s+(\d+)\s*(?:-|to)\s*(\d+)\s*(?::\s*(.*?)\s*/\s*(.*?))?\s*$", re.IGNORECASE)
+# One that makes it a word cloud: "words", or "words 2" for the number of words each voter may send.
+_WORDS_LINE = re.compile(r"^words(?:\s+(\d+))?$", re.IGNORECASE)
 
 
 class EventCreateForm(forms.Form):
     """An event typed as plain text: one block per question, its first line the question and each next
     line a choice, blocks separated by a blank line; a block whose second line reads "scale 1-5" (or
-    "scale 1-5: low / high") is a rating scale. No JavaScript needed to add questions or choices."""
+    "scale 1-5: low / high") is a rating scale, and one whose second line reads "words" (or "words 2") a
+    word cloud. No JavaScript needed to add questions or choices."""
 
     title = forms.CharField(max_length=EVENT_TITLE_MAX_LENGTH, label="Event title")
     questions = forms.CharField(
@@ -197,7 +230,8 @@ class EventCreateForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "true"}),
         help_text=(
             "First line: the question. Next lines: its choices, one per line, or “scale 1-5” (with end labels: "
-            "“scale 1-5: Bad / Great”) for a rating. A blank line starts the next question."
+            "“scale 1-5: Bad / Great”) for a rating, or “words” (“words 2”: two words each) for a word cloud. "
+            "A blank line starts the next question."
         ),
     )
 
@@ -209,6 +243,9 @@ class EventCreateForm(forms.Form):
     @staticmethod
     def _question(number: int, block: str) -> QuestionInput:
         lines = [line.strip() for line in block.split("\n") if line.strip()]
+        words = _WORDS_LINE.match(lines[1]) if len(lines) == 2 else None
+        if words:
+            return QuestionInput(question=lines[0], kind=Poll.Kind.WORDS, max_words=int(words[1]) if words[1] else None)
         scale = _SCALE_LINE.match(lines[1]) if len(lines) == 2 else None
         if scale:
             low, high = int(scale[1]), int(scale[2])
@@ -219,7 +256,7 @@ class EventCreateForm(forms.Form):
         if len(lines) < 1 + MIN_CHOICES:
             raise forms.ValidationError(
                 f"Question {number} needs at least {MIN_CHOICES} choices, each on its own line under it "
-                "(or “scale 1-5” for a rating)."
+                "(or “scale 1-5” for a rating, “words” for a word cloud)."
             )
         return QuestionInput(question=lines[0], choices=lines[1:])
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from web import events, views
+from web import events, moderation, views
 
 app_name = "web"
 
@@ -21,6 +21,7 @@ urlpatterns = [
     path("p/<str:slug>/manage/<str:token>/export.csv", views.manage_export, name="manage_export"),
     path("p/<str:slug>/manage/<str:token>/chart/", views.manage_chart, name="manage_chart"),
     path("p/<str:slug>/manage/<str:token>/void/", views.manage_void, name="manage_void"),
+    path("p/<str:slug>/manage/<str:token>/words/", moderation.manage_words, name="manage_words"),
     path("p/<str:slug>/manage/<str:token>/export/", views.manage_export_prepare, name="manage_export_prepare"),
     path("p/<str:slug>/manage/<str:token>/export/file/", views.manage_export_file, name="manage_export_file"),
     path("events/new/", events.event_create, name="event_create"),

@@ -41,7 +41,8 @@ def vote_rejection_status(rejection: Exception) -> int:
 
 
 def picked_choice_ids(request: HttpRequest) -> set[int]:
-    """What the voter ticked, kept ticked when the vote is sent back: a refused vote never makes them start over."""
+    """What the voter ticked, kept ticked when the vote is sent back: a refused vote never makes them start over
+    (nor do a word cloud's boxes lose what was typed: `typed_words`)."""
     return {int(value) for value in request.POST.getlist("choice") if value.isdigit()}
 
 
@@ -60,7 +61,7 @@ def _poll_with_tally_or_404(slug: str) -> tuple[Poll, dict[str, str] | None]:
         raise Http404("No poll lives at this address.") from None
 
 
-def _owned_poll_or_404(slug: str, token: str) -> Poll:
+def owned_poll_or_404(slug: str, token: str) -> Poll:
     try:
         return selectors.poll_get_for_owner(slug=slug, token=token)
     except Poll.DoesNotExist:
@@ -173,6 +174,7 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
             cast = services.vote_cast(
                 poll=poll,
                 choice_ids=form.cleaned_data["choice"],
+                words=form.cleaned_data["words"],
                 voter_key=voter_key_for(request),
                 ip_address=voters.client_address(request.META),
             )
@@ -185,8 +187,8 @@ def vote(request: HttpRequest, slug: str) -> HttpResponse:
                 return remember_voter(request, redirect("web:poll", slug=poll.slug))
             context = _results_context(request, poll, voted_mask=cast.choice_mask) | {"just_voted": True}
             return remember_voter(request, TemplateResponse(request, "poll.html#poll-body", context))
-    picked = picked_choice_ids(request)
-    context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form, "picked": picked}
+    kept = {"picked": picked_choice_ids(request), "typed_words": request.POST.getlist("words")}
+    context = _results_context(request, poll, voter_key=voter_key_for(request)) | {"form": form} | kept
     template = "poll.html#poll-body" if request.htmx else "poll.html"
     response = TemplateResponse(request, template, context, status=status)
     return remember_voter(request, with_retry_after(response, retry_after))
@@ -231,7 +233,7 @@ def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     return _manage_page(
         request,
         poll,
@@ -275,7 +277,7 @@ def _voided_count(request: HttpRequest) -> int | None:
 def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """The votes-per-minute chart and the ballot audit, refreshed by HTMX (the audit out of band);
     without it, the owner page shows the same."""
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     if not request.htmx:
         return redirect(reverse("web:manage", args=[slug, token]) + "#vote-chart")
     activity = selectors.poll_owner_activity(poll=poll)
@@ -286,7 +288,7 @@ def manage_chart(request: HttpRequest, slug: str, token: str) -> HttpResponse:
 @require_POST
 def manage_void(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """Voids a flagged burst; HTMX gets the audit back, a plain browser the owner page at it."""
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     form = VoidBurstForm(request.POST)
     if not form.is_valid():
         return HttpResponse("That burst could not be read: reload the owner page and try again.", status=400)
@@ -313,7 +315,7 @@ def manage_reopen(request: HttpRequest, slug: str, token: str) -> HttpResponse:
 
 
 def _owner_action(request: HttpRequest, slug: str, token: str, action) -> HttpResponse:
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     try:
         action(poll=poll)
     except ValidationError as error:  # an event's question: its presenter decides
@@ -324,7 +326,7 @@ def _owner_action(request: HttpRequest, slug: str, token: str, action) -> HttpRe
 
 @require_POST
 def manage_settings(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     form = PollSettingsForm(request.POST)
     if form.is_valid():
         try:
@@ -344,7 +346,7 @@ def manage_settings(request: HttpRequest, slug: str, token: str) -> HttpResponse
 @require_http_methods(["GET", "HEAD", "POST"])
 def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """GET (and HEAD) asks for confirmation; POST deletes for good."""
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     if request.method != "POST":
         return TemplateResponse(request, "delete.html", {"poll": poll, "token": token})
     try:
@@ -357,7 +359,7 @@ def manage_delete(request: HttpRequest, slug: str, token: str) -> HttpResponse:
 
 @require_safe
 def manage_export(request: HttpRequest, slug: str, token: str) -> HttpResponse:
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     if not selectors.poll_export_inline(poll=poll):
         # Too many ballots to stream from a web worker: the file is prepared in the background.
         return redirect("web:manage_export_prepare", slug=slug, token=token)
@@ -379,7 +381,7 @@ async def _in_batches(lines: Iterator[str], size: int = 1000) -> AsyncIterator[s
 @require_http_methods(["GET", "HEAD", "POST"])
 def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpResponse:
     """POST starts the background export of a large poll (unless one is pending or fresh); GET shows its state."""
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     error, status = None, 200
     if request.method == "POST":
         try:
@@ -401,7 +403,7 @@ def manage_export_prepare(request: HttpRequest, slug: str, token: str) -> HttpRe
 @require_safe
 def manage_export_file(request: HttpRequest, slug: str, token: str) -> FileResponse:
     """The finished export file; its path comes from the poll the owner token opened, never from the request."""
-    poll = _owned_poll_or_404(slug, token)
+    poll = owned_poll_or_404(slug, token)
     path = selectors.poll_export_status(poll=poll).path
     try:
         if path is None:

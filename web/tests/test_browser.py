@@ -19,7 +19,6 @@ pytestmark = pytest.mark.browser
 PORTS = range(8240, 8260)
 
 
-
 @pytest.fixture
 def site(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}

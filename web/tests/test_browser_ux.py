@@ -19,7 +19,6 @@ PORTS = range(8340, 8360)
 LAN_HOST = "crowdtick.test"
 
 
-
 @pytest.fixture
 def site(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
