@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from polls import moderation, selectors, services
 from polls.redis_client import get_redis
 from polls.tallies.changes import tally_mark_changed
 from polls.tallies.keys import tally_key
@@ -121,3 +122,23 @@ def test_what_was_sent_is_remembered_within_a_memory_budget_least_recently_sent_
     assert not broadcaster._is_news((4, Audience.PUBLIC), LiveView(html="x" * 100, version=1))  # still remembered
     assert [key[0] for key in broadcaster._sent] == [3, 4]
     assert broadcaster._sent_bytes == 200
+
+
+def test_a_term_the_owner_hides_leaves_the_live_cloud_on_the_next_tick():
+    """Moderation reaches every screen within a second: the next tick (a quarter second) pushes the cloud
+    without the term, though no ballot changed the tally's version."""
+    poll, _ = services.poll_create(question="One word?", kind="words")
+    poll = selectors.poll_get(slug=poll.slug)
+
+    def two_ballots():
+        for voter, word in (("a", "Rude"), ("b", "kind")):
+            services.vote_cast(poll=poll, choice_ids=[], words=[word], voter_key=voter, ip_address=None)
+
+    def the_owner_hides_a_term():
+        moderation.poll_hide_term(poll=selectors.poll_get(slug=poll.slug), term="rude")
+
+    (_, before), (sent, after) = _watch(poll, [two_ballots, the_owner_hides_a_term])
+    assert "Rude" in before[-1] and "kind" in before[-1]
+    assert sent and len(after) == 1
+    assert "Rude" not in after[0] and "kind" in after[0]
+    assert version_of(after[0]) == version_of(before[-1])

@@ -1,0 +1,117 @@
+"""A word cloud in real Chromium: created and voted on without JavaScript; the big screen draws it
+live and keeps 100 terms of 40 characters on one screen (screenshots on request: WORDS_SCREENSHOTS=<dir>)."""
+
+import os
+import re
+
+import pytest
+import requests
+
+from crowdtick.tests import processes
+from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
+
+pytestmark = pytest.mark.browser
+
+QUESTION_200 = ("In one word or a short phrase, what should the committee look at first next year, " * 3)[:200]
+
+
+def vote_words(base_url: str, slug: str, words: list[str]) -> None:
+    """One ballot through the vote form, as a browser without JavaScript sends it."""
+    session = requests.Session()
+    page = session.get(f"{base_url}/p/{slug}/").text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    response = session.post(
+        f"{base_url}/p/{slug}/vote/",
+        data={"words": words, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base_url}/p/{slug}/"},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text[:500]
+
+
+def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(site, chromium):  # noqa: F811
+    shots = os.environ.get("WORDS_SCREENSHOTS")
+    plain = chromium.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
+    page = plain.new_page()
+    page.goto(f"{site}/")
+    page.get_by_label("Question").fill("One word for this morning?")
+    page.get_by_label("A word cloud (voters type a few words)").check()
+    # Only the word cloud's part shows now, by CSS alone.
+    assert page.locator("#choice-list").is_hidden() and page.locator(".scale-part").is_hidden()
+    page.get_by_label("Words each voter may send").select_option("2")
+    page.get_by_role("button", name="Create poll").click()
+    slug = page.url.split("/")[4]
+
+    kiosk = chromium.new_context(viewport={"width": 1920, "height": 1080}).new_page()
+    kiosk.goto(f"{site}/p/{slug}/live/")
+    kiosk.wait_for_selector(".live-indicator[data-state=live]")
+    assert "No words yet" in kiosk.inner_text("#results")
+
+    for words in (["Sleepy", "coffee"], ["sleepy", "Sunny"], ["SLEEPY"]):
+        voter = chromium.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844}).new_page()
+        voter.goto(f"{site}/p/{slug}/")
+        for n, word in enumerate(words, start=1):
+            voter.get_by_label(f"Word {n}").fill(word)
+        voter.get_by_role("button", name="Vote").click()
+        assert 'name="words"' not in voter.content()  # voted: the results instead of the form
+        assert voter.locator(".cloud-term", has_text="Sleepy").count() == 1
+        if shots and words == ["SLEEPY"]:
+            voter.screenshot(path=f"{shots}/words-phone.png", full_page=True)
+        voter.context.close()
+
+    # The big screen follows over its socket: the most frequent term, in the largest type, in the middle.
+    kiosk.wait_for_function("document.querySelectorAll('.cloud-term').length === 3")
+    terms = kiosk.locator(".cloud-term").all_inner_texts()
+    assert terms[1] == "Sleepy" and sorted(terms) == ["Sleepy", "Sunny", "coffee"]
+    sizes = kiosk.evaluate(
+        "[...document.querySelectorAll('.cloud-term')].map(term => parseFloat(getComputedStyle(term).fontSize))"
+    )
+    assert sizes[1] == max(sizes) and sizes[1] > 1.5 * min(sizes)
+    if shots:
+        kiosk.screenshot(path=f"{shots}/words-kiosk-1920x1080.png")
+    kiosk.context.close()
+
+
+@pytest.mark.parametrize("viewport", [(1920, 1080), (1280, 720)])
+def test_the_big_screen_keeps_100_terms_of_40_characters_and_a_200_character_question_in_view(
+    site,  # noqa: F811
+    chromium,
+    viewport,
+):
+    slug, _ = processes.create_poll(site, question=QUESTION_200, kind="words", max_words=5, choices=[], dedupe="none")
+    # The worst a cloud can hold: 100 terms of 40 characters; one far more frequent than the rest.
+    terms = [f"term {n:03} " + "x" * 31 for n in range(100)]
+    for start in range(0, 100, 5):
+        vote_words(site, slug, terms[start : start + 5])
+    for _ in range(30):
+        vote_words(site, slug, [terms[0]])
+    width, height = viewport
+    page = chromium.new_context(viewport={"width": width, "height": height}).new_page()
+    page.goto(f"{site}/p/{slug}/live/")
+    seen = page.evaluate(
+        """() => {
+          const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+          return {
+            scroll: [document.scrollingElement.scrollWidth, document.scrollingElement.scrollHeight],
+            question: box(document.querySelector('.kiosk-question')),
+            qr: box(document.querySelector('.kiosk-qr')),
+            total: box(document.querySelector('#results-total')),
+            cloud: box(document.querySelector('.cloud')),
+            terms: [...document.querySelectorAll('.cloud-term')].map(box),
+          };
+        }"""
+    )
+    if os.environ.get("WORDS_SCREENSHOTS"):
+        page.screenshot(path=f"{os.environ['WORDS_SCREENSHOTS']}/words-kiosk-100-terms-{width}x{height}.png")
+
+    def inside(box, frame=(0, 0, width, height)):
+        left, top, right, bottom = box
+        return left >= frame[0] - 0.5 and top >= frame[1] - 0.5 and right <= frame[2] + 0.5 and bottom <= frame[3] + 0.5
+
+    assert seen["scroll"][0] <= width and seen["scroll"][1] <= height, seen["scroll"]
+    for name in ("question", "qr", "total", "cloud"):
+        assert inside(seen[name]), (name, seen[name])
+    # Every term drawn whole, none cut off by the cloud's edge.
+    assert len(seen["terms"]) == 100
+    assert all(inside(term, seen["cloud"]) for term in seen["terms"]), seen["terms"]
+    page.context.close()
