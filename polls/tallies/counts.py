@@ -3,11 +3,13 @@
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
 import redis
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum
 from redis.commands.core import Script
 
@@ -87,23 +89,48 @@ def _terms_from_record(
     ballots: QuerySet[Ballot], polls: Sequence[Poll]
 ) -> tuple[dict[int, dict[str, int]], dict[int, dict[str, str]]]:
     """The terms of the word clouds among `ballots` (poll id -> normalised term -> ballots), and each
-    term's most common spelling (ties: the first typed). Counted here, not in SQL: a term is counted by
-    its Unicode normalised form, which PostgreSQL's `lower` does not compute (it does not case-fold)."""
+    term's most common spelling (ties: the first typed).
+
+    The record counts each spelling (one aggregate over the ballots' terms); the spellings are folded
+    into terms here: a term is counted by its Unicode normalised form, which SQL does not compute
+    (PostgreSQL's `lower` does not case-fold). Only distinct spellings leave the database.
+    """
     if not polls:
         return {}, {}
     terms: dict[int, Counter[str]] = defaultdict(Counter)
     typed: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    rows = ballots.filter(poll_id__in=[poll.id for poll in polls]).order_by("id").values_list("poll_id", "terms")
-    for poll_id, stored in rows.iterator(chunk_size=5000):
-        for spelling in terms_of_ballot(stored):
-            normalised = term_normalised(spelling)
-            terms[poll_id][normalised] += 1
-            typed[poll_id][normalised][spelling] += 1
+    for poll_id, spelling, ballots_naming in _spellings_counted(ballots.filter(poll_id__in=[p.id for p in polls])):
+        normalised = term_normalised(spelling)
+        terms[poll_id][normalised] += ballots_naming
+        typed[poll_id][normalised][spelling] += ballots_naming
     spellings = {
         poll_id: {normalised: counter.most_common(1)[0][0] for normalised, counter in by_term.items()}
         for poll_id, by_term in typed.items()
     }
     return {poll_id: dict(counter) for poll_id, counter in terms.items()}, spellings
+
+
+def _spellings_counted(ballots: QuerySet[Ballot]) -> Iterator[tuple[int, str, int]]:
+    """(poll id, spelling, ballots naming it) for the ballots' terms, each spelling in the order it was
+    first typed (so that `most_common` breaks ties by it)."""
+    if connection.vendor == "postgresql":
+        try:
+            subquery, params = ballots.values("id", "poll_id", "terms").query.sql_with_params()
+        except EmptyResultSet:  # e.g. no ballot ids to look at
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT b.poll_id, term, count(*) FROM ({subquery}) b, unnest(string_to_array(b.terms, E'\\n')) term"
+                " WHERE b.terms <> '' GROUP BY b.poll_id, term ORDER BY min(b.id)",
+                params,
+            )
+            yield from cursor.fetchall()
+        return
+    counted: Counter[tuple[int, str]] = Counter()  # SQLite (embedded mode): no arrays to unnest
+    for poll_id, stored in ballots.order_by("id").values_list("poll_id", "terms").iterator(chunk_size=5000):
+        counted.update((poll_id, spelling) for spelling in terms_of_ballot(stored))
+    for (poll_id, spelling), ballots_naming in counted.items():
+        yield poll_id, spelling, ballots_naming
 
 
 # Increments only a tally that exists: creating a partial one from a single ballot would
