@@ -191,3 +191,19 @@ def test_an_events_phone_sends_words(django_capture_on_commit_callbacks):
         response = phone.post(f"/e/{event.code}/vote/", {"question": question.slug, "words": ["Awake", "happy"]})
     assert response.status_code == 302
     assert Ballot.objects.get(poll=question).terms == "Awake\nhappy"
+
+
+def test_an_events_big_screen_says_how_to_answer_a_word_cloud_and_a_rating_before_the_reveal():
+    event, _, _ = events.event_create(
+        title="Kick-off",
+        questions=[
+            events.QuestionInput(question="How do you feel?", kind="words", max_words=2),
+            events.QuestionInput(question="How was it?", kind="scale", scale_labels=["Bad", "Great"]),
+        ],
+    )
+    events.event_control(event=event, action="next")
+    screen = Client().get(f"/e/{event.code}/live/").content.decode()
+    assert "Type up to 2 words on your phone" in screen
+    events.event_control(event=event.__class__.objects.get(pk=event.pk), action="next")
+    screen = Client().get(f"/e/{event.code}/live/").content.decode()
+    assert "Rate from 1" in screen and "Great" in screen
