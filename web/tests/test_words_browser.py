@@ -30,6 +30,8 @@ def vote_words(base_url: str, slug: str, words: list[str]) -> None:
 
 
 def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(site, chromium):  # noqa: F811
+    from playwright.sync_api import expect
+
     shots = os.environ.get("WORDS_SCREENSHOTS")
     plain = chromium.new_context(java_script_enabled=False, viewport={"width": 390, "height": 844})
     page = plain.new_page()
@@ -52,6 +54,8 @@ def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(
         voter.goto(f"{site}/p/{slug}/")
         for n, word in enumerate(words, start=1):
             voter.get_by_label(f"Word {n}").fill(word)
+        if shots and words == ["SLEEPY"]:
+            voter.screenshot(path=f"{shots}/words-vote-phone.png", full_page=True)
         voter.get_by_role("button", name="Vote").click()
         assert 'name="words"' not in voter.content()  # voted: the results instead of the form
         assert voter.locator(".cloud-term", has_text="Sleepy").count() == 1
@@ -60,7 +64,7 @@ def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(
         voter.context.close()
 
     # The big screen follows over its socket: the most frequent term, in the largest type, in the middle.
-    kiosk.wait_for_function("document.querySelectorAll('.cloud-term').length === 3")
+    expect(kiosk.locator(".cloud-term")).to_have_count(3)
     terms = kiosk.locator(".cloud-term").all_inner_texts()
     assert terms[1] == "Sleepy" and sorted(terms) == ["Sleepy", "Sunny", "coffee"]
     sizes = kiosk.evaluate(
@@ -69,6 +73,14 @@ def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(
     assert sizes[1] == max(sizes) and sizes[1] > 1.5 * min(sizes)
     if shots:
         kiosk.screenshot(path=f"{shots}/words-kiosk-1920x1080.png")
+
+    # The owner hides a term from the owner page (a plain form): the big screen drops it within a second.
+    page.reload()
+    page.get_by_role("button", name="Hide “coffee”").click()
+    assert page.locator(".moderation-term.is-hidden", has_text="coffee").count() == 1
+    expect(kiosk.locator(".cloud-term").filter(has_text=re.compile("^coffee$"))).to_have_count(0, timeout=1000)
+    if shots:
+        page.screenshot(path=f"{shots}/words-owner-phone.png", full_page=True)
     kiosk.context.close()
 
 
