@@ -124,3 +124,18 @@ def create_poll(base_url: str, **fields) -> tuple[str, str]:
     assert response.status_code == 302, response.text[:500]
     manage_path = response.headers["Location"].split("?")[0]
     return manage_path.split("/")[2], manage_path
+
+
+def vote_on_the_form(base_url: str, slug: str, fields: dict) -> None:
+    """One ballot through the poll page's vote form, as a browser without JavaScript sends it (a new
+    browser each time: its own voter cookie)."""
+    session = requests.Session()
+    page = session.get(f"{base_url}/p/{slug}/").text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    response = session.post(
+        f"{base_url}/p/{slug}/vote/",
+        data={**fields, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base_url}/p/{slug}/"},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text[:500]

@@ -48,8 +48,17 @@ def pages(site) -> dict[str, str]:
     token = event["manage_url"].rstrip("/").rsplit("/", 1)[1]
     post_json(f"{site}/api/events/{event['id']}/control/", {"action": "next"}, Authorization=f"Bearer {token}")
     post_json(f"{site}/api/events/{event['id']}/control/", {"action": "open"}, Authorization=f"Bearer {token}")
+    # A word cloud and a rating, voted on through their forms (their pages differ from a poll of choices').
+    cloud, cloud_owner = processes.create_poll(site, question="One word?", kind="words", choices=[], max_words=2)
+    processes.vote_on_the_form(site, cloud, {"words": ["Coffee", "calm"]})
+    rating, _ = processes.create_poll(site, question="How was it?", kind="scale", choices=[], scale_min=1, scale_max=5)
     return {
         "landing": "/",
+        "word cloud vote form": f"/p/{cloud}/",
+        "word cloud results": f"/p/{cloud}/results/",
+        "word cloud kiosk": f"/p/{cloud}/live/",
+        "word cloud owner page": cloud_owner,
+        "rating vote form": f"/p/{rating}/",
         "poll": f"/p/{poll['id']}/",
         "results": f"/p/{poll['id']}/results/",
         "live kiosk": f"/p/{poll['id']}/live/",

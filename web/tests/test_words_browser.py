@@ -5,7 +5,6 @@ import os
 import re
 
 import pytest
-import requests
 
 from crowdtick.tests import processes
 from web.tests.test_browser import site  # noqa: F401 - the running site, a fixture
@@ -13,20 +12,6 @@ from web.tests.test_browser import site  # noqa: F401 - the running site, a fixt
 pytestmark = pytest.mark.browser
 
 QUESTION_200 = ("In one word or a short phrase, what should the committee look at first next year, " * 3)[:200]
-
-
-def vote_words(base_url: str, slug: str, words: list[str]) -> None:
-    """One ballot through the vote form, as a browser without JavaScript sends it."""
-    session = requests.Session()
-    page = session.get(f"{base_url}/p/{slug}/").text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-    response = session.post(
-        f"{base_url}/p/{slug}/vote/",
-        data={"words": words, "csrfmiddlewaretoken": token},
-        headers={"Referer": f"{base_url}/p/{slug}/"},
-        allow_redirects=False,
-    )
-    assert response.status_code == 302, response.text[:500]
 
 
 def test_a_word_cloud_is_created_and_voted_on_without_javascript_and_drawn_live(site, chromium):  # noqa: F811
@@ -94,9 +79,9 @@ def test_the_big_screen_keeps_100_terms_of_40_characters_and_a_200_character_que
     # The worst a cloud can hold: 100 terms of 40 characters; one far more frequent than the rest.
     terms = [f"term {n:03} " + "x" * 31 for n in range(100)]
     for start in range(0, 100, 5):
-        vote_words(site, slug, terms[start : start + 5])
+        processes.vote_on_the_form(site, slug, {"words": terms[start : start + 5]})
     for _ in range(30):
-        vote_words(site, slug, [terms[0]])
+        processes.vote_on_the_form(site, slug, {"words": [terms[0]]})
     width, height = viewport
     page = chromium.new_context(viewport={"width": width, "height": height}).new_page()
     page.goto(f"{site}/p/{slug}/live/")
