@@ -285,14 +285,19 @@ def _scale_labels(given: Sequence[str]) -> tuple[str, str]:
     return labels[0], labels[1]
 
 
-def ballot_choice_ids(*, poll: Poll, choices: Sequence[int] | None = None, value: object = None) -> list[int]:
+def ballot_choice_ids(
+    *, poll: Poll, choices: Sequence[int] | None = None, value: object = None, words: object = None
+) -> list[int]:
     """The choice ids a vote sent as `choices` (a poll of choices) or as a rating's `value` (a scale,
-    whose values are its choices in order) stands for. Raises `InvalidValue` when the vote is of the
-    other kind or its value is off the scale; the choices themselves are checked by `vote_cast`."""
+    whose values are its choices in order) stands for; none for a word cloud's `words`. Raises
+    `InvalidValue` when the vote is of the other kind (`InvalidWords` when words are involved) or its
+    value is off the scale; the choices and words themselves are checked by `vote_cast`."""
     if poll.is_words:
         if choices or value is not None:
             raise InvalidWords("This poll is a word cloud: send 'words', not choices or a value.")
         return []
+    if words is not None:
+        raise _not_a_word_cloud(poll)
     if not poll.is_scale:
         if value is not None:
             raise InvalidValue("This poll is not a rating scale: send 'choices', not 'value'.")
@@ -374,12 +379,18 @@ def _ballot_terms(poll: Poll, words: Sequence[str] | None) -> list[str]:
     """A word cloud's terms as kept (polls/words.py); none for another kind, which takes no words."""
     if not poll.is_words:
         if words:
-            raise InvalidWords("This poll is not a word cloud: pick from its choices instead of typing words.")
+            raise _not_a_word_cloud(poll)
         return []
     try:
         return ballot_terms(poll=poll, words=list(words or []))
     except InvalidTerms as invalid:
         raise InvalidWords(str(invalid)) from None
+
+
+def _not_a_word_cloud(poll: Poll) -> InvalidWords:
+    if poll.is_scale:
+        return InvalidWords("This poll is a rating scale: send a 'value' on its scale, not words.")
+    return InvalidWords("This poll is not a word cloud: pick from its choices instead of typing words.")
 
 
 def _chosen_choices(poll: Poll, choice_ids: Sequence[int]) -> list[Choice]:

@@ -112,6 +112,10 @@ def test_words_and_choices_go_only_to_their_kind():
     first = choice_poll.choices.all()[0].id
     with pytest.raises(services.InvalidWords):
         services.vote_cast(poll=choice_poll, choice_ids=[first], words=["A"], voter_key="v", ip_address=None)
+    scale, _ = services.poll_create(question="Q?", kind="scale")
+    for other in (choice_poll, selectors.poll_get(slug=scale.slug)):  # before a scale asks for its value
+        with pytest.raises(services.InvalidWords, match="not words|not a word cloud"):
+            services.ballot_choice_ids(poll=other, words=["A"])
 
 
 @needs_redis
