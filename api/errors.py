@@ -57,6 +57,8 @@ def _as_api_exception(exc: Exception) -> Exception:
             return exceptions.PermissionDenied(exc.message)
         case services.VoterRequired():
             return exceptions.ValidationError({"voter": [VOTER_REQUIRED]})
+        case services.InvalidWords():  # before InvalidValue, its parent
+            return exceptions.ValidationError({"words": [exc.message]})
         case services.InvalidValue():
             return exceptions.ValidationError({"value": [exc.message]})
         case services.InvalidChoices():

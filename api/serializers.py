@@ -16,10 +16,18 @@ from polls.models import (
     SCALE_HIGHEST,
     SCALE_LABEL_MAX_LENGTH,
     SCALE_LOWEST,
+    TERM_MAX_LENGTH,
     VOTER_KEY_MAX_LENGTH,
+    WORDS_DEFAULT_PER_BALLOT,
+    WORDS_MAX_PER_BALLOT,
     Poll,
 )
 from polls.voters import voter_key_normalise
+from polls.words import CLOUD_MAX_TERMS
+
+# A word as sent, before the domain trims it and checks its 40 characters (polls/words.py): room
+# for the spaces a phone's keyboard adds, while a megabyte of text stays a 400 of the shape.
+WORD_MAX_RAW_LENGTH = 200
 
 
 class TextField(serializers.CharField):
@@ -38,6 +46,17 @@ class TextField(serializers.CharField):
         except UnicodeEncodeError:
             self.fail("not_text")
         return super().to_internal_value(data)
+
+
+class TrueOrFalseField(serializers.BooleanField):
+    """A JSON `true` or `false`; `1`, `"yes"` or `"true"` are errors."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
 
 
 class WholeNumberField(serializers.IntegerField):
@@ -105,6 +124,17 @@ class PollCreateInput(serializers.Serializer):
         required=False,
         help_text="Kind `scale`: [low end's label, high end's label]; either may be empty.",
     )
+    max_words = WholeNumberField(
+        min_value=1,
+        max_value=WORDS_MAX_PER_BALLOT,
+        required=False,
+        help_text=f"Kind `words`: how many words or phrases a voter may send (default {WORDS_DEFAULT_PER_BALLOT}).",
+    )
+    profanity_filter = TrueOrFalseField(
+        required=False,
+        help_text="Kind `words`: leave out terms the profanity filter's word lists hold (default false). "
+        "Ignored for other kinds, which answer false.",
+    )
     description = TextField(max_length=DESCRIPTION_MAX_LENGTH, required=False, allow_blank=True)
     max_choices = WholeNumberField(
         min_value=1, max_value=MAX_CHOICES, required=False, help_text="How many choices a voter may pick (default 1)."
@@ -124,12 +154,30 @@ class VoteInput(serializers.Serializer):
         help_text="Ids of the chosen choices of that poll (kind `choice`).",
     )
     value = WholeNumberField(required=False, help_text="The rating (kind `scale`): `scale_min` to `scale_max`.")
+    words = serializers.ListField(
+        child=TextField(max_length=WORD_MAX_RAW_LENGTH, allow_blank=True, trim_whitespace=False),
+        min_length=1,
+        max_length=WORDS_MAX_PER_BALLOT,
+        required=False,
+        error_messages={
+            "min_length": "Type at least one word.",
+            "max_length": f"Send at most {WORDS_MAX_PER_BALLOT} words.",
+        },
+        help_text=f"Kind `words`: 1 to the poll's `max_words` words or short phrases, each 1 to {TERM_MAX_LENGTH} "
+        "characters once trimmed. Spellings of one term (`AI`, ` ai `) count once; blank entries are skipped.",
+    )
     voter = voter_field(required=False)
 
     def validate(self, attrs):
-        if ("choices" in attrs) == ("value" in attrs):
+        sent = [field for field in ("choices", "value", "words") if field in attrs]
+        if len(sent) != 1:
             raise serializers.ValidationError(
-                {"choices": ["Send 'choices' (a poll of choices) or 'value' (a rating scale), one of the two."]}
+                {
+                    "words" if "words" in sent else "choices": [
+                        "Send 'choices' (a poll of choices), 'value' (a rating scale) or 'words' (a word cloud): "
+                        "one of the three."
+                    ]
+                }
             )
         return attrs
 
@@ -215,6 +263,12 @@ class PollOutput(serializers.Serializer):
     scale_min = serializers.IntegerField(allow_null=True, help_text="Kind `scale` only.")
     scale_max = serializers.IntegerField(allow_null=True, help_text="Kind `scale` only.")
     scale_labels = serializers.SerializerMethodField(help_text="Kind `scale`: [low, high]; null for other kinds.")
+    max_words = serializers.IntegerField(
+        allow_null=True, help_text="Kind `words`: how many words a voter may send; null for other kinds."
+    )
+    profanity_filter = serializers.BooleanField(
+        help_text="Kind `words`: whether profane terms are left out of the results (false for other kinds)."
+    )
     dedupe = serializers.ChoiceField(choices=Poll.Dedupe.choices)
     created_at = serializers.DateTimeField()
 
@@ -236,7 +290,12 @@ class PollCreatedOutput(PollOutput):
 
 class VoteOutput(serializers.Serializer):
     poll = serializers.CharField()
-    choices = serializers.ListField(child=serializers.IntegerField())
+    choices = serializers.ListField(child=serializers.IntegerField(), help_text="[] for a word cloud.")
+    words = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Kind `words`: the terms as kept (trimmed, blank entries and second spellings of a term "
+        "dropped); [] for other kinds.",
+    )
     voter = serializers.CharField(
         allow_null=True, help_text="The voter key sent; null when the browser's voter cookie identified the voter."
     )
@@ -251,6 +310,11 @@ class ScaleValueOutput(serializers.Serializer):
     votes = serializers.IntegerField()
 
 
+class WordCountOutput(serializers.Serializer):
+    text = serializers.CharField(help_text="The term in its most common spelling.")
+    count = serializers.IntegerField(help_text="How many ballots named it, in any spelling.")
+
+
 class ResultsOutput(serializers.Serializer):
     poll = serializers.CharField()
     question = serializers.CharField()
@@ -258,12 +322,20 @@ class ResultsOutput(serializers.Serializer):
     closed = serializers.BooleanField()
     version = serializers.IntegerField(help_text="Grows with every counted ballot; never goes back.")
     kind = serializers.ChoiceField(choices=Poll.Kind.choices)
-    choices = ChoiceResultOutput(many=True, help_text="For a scale, its values as choices (their text is the value).")
+    choices = ChoiceResultOutput(
+        many=True, help_text="For a scale, its values as choices (their text is the value); [] for a word cloud."
+    )
     average = serializers.FloatField(
         required=False, allow_null=True, help_text="Kind `scale`: the average rating; null before the first ballot."
     )
     median = serializers.FloatField(required=False, allow_null=True, help_text="Kind `scale`: the median rating.")
     distribution = ScaleValueOutput(many=True, required=False, help_text="Kind `scale`: every value from min to max.")
+    words = WordCountOutput(
+        many=True,
+        required=False,
+        help_text=f"Kind `words`: at most {CLOUD_MAX_TERMS} terms, most frequent first, without the terms the owner "
+        "hid (nor profane ones while the poll's profanity filter is on).",
+    )
 
 
 class EventStateOutput(serializers.Serializer):

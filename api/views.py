@@ -102,6 +102,11 @@ POLL_EXAMPLES = [
         },
         request_only=True,
     ),
+    OpenApiExample(
+        "A word cloud",
+        value={"question": "One word for this morning?", "kind": "words", "max_words": 2, "profanity_filter": True},
+        request_only=True,
+    ),
 ]
 VOTE_EXAMPLES = [
     OpenApiExample(
@@ -114,6 +119,12 @@ VOTE_EXAMPLES = [
         "A rating",
         summary="A rating on a scale poll (put your poll's id)",
         value={"poll": "k3txudtwrv", "value": 4, "voter": "alice@example.com"},
+        request_only=True,
+    ),
+    OpenApiExample(
+        "Words",
+        summary="Words for a word cloud (put your poll's id)",
+        value={"poll": "k3txudtwrv", "words": ["Coffee", "sunshine"], "voter": "alice@example.com"},
         request_only=True,
     ),
 ]
@@ -203,10 +214,20 @@ class VoteCastView(ApiView):
         voter_key = fields.get("voter") or voters.voter_key_from_cookies(request.COOKIES)
         ip_address = voters.client_address(request.META)
         poll = _poll_or_404(fields["poll"])
-        choice_ids = services.ballot_choice_ids(poll=poll, choices=fields.get("choices"), value=fields.get("value"))
-        ballot = services.vote_cast(poll=poll, choice_ids=choice_ids, voter_key=voter_key, ip_address=ip_address)
+        words = fields.get("words")
+        choice_ids = services.ballot_choice_ids(
+            poll=poll, choices=fields.get("choices"), value=fields.get("value"), words=words
+        )
+        ballot = services.vote_cast(
+            poll=poll, choice_ids=choice_ids, voter_key=voter_key, ip_address=ip_address, words=words
+        )
         # Already JSON-ready: VoteOutput documents it; running it would cost a deep copy of its fields per vote.
-        body = {"poll": ballot.poll.slug, "choices": ballot.choice_ids, "voter": fields.get("voter")}
+        body = {
+            "poll": ballot.poll.slug,
+            "choices": ballot.choice_ids,
+            "words": ballot.terms,
+            "voter": fields.get("voter"),
+        }
         return Response(body, status=status.HTTP_201_CREATED)
 
 
@@ -248,6 +269,8 @@ class PollResultsView(ApiView):
         if results.scale:
             body["average"], body["median"] = results.scale.average, results.scale.median
             body["distribution"] = [{"value": value, "votes": votes} for value, votes in results.scale.distribution]
+        if results.cloud is not None:
+            body["words"] = [{"text": term.text, "count": term.count} for term in results.cloud]
         return Response(body)  # JSON-ready; ResultsOutput documents it (see VoteCastView)
 
 

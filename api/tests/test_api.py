@@ -217,7 +217,7 @@ def test_a_vote_is_201_and_counted(client):
     pick = choice_ids(poll)[1]
     response = vote(client, poll, [pick], voter="alice")
     assert response.status_code == 201
-    assert response.json() == {"poll": poll.slug, "choices": [pick], "voter": "alice"}
+    assert response.json() == {"poll": poll.slug, "choices": [pick], "words": [], "voter": "alice"}
     assert Ballot.objects.get(poll=poll).voter_key == "alice"
     results = client.get(f"/api/polls/{poll.slug}/results/").json()
     assert [c["votes"] for c in results["choices"]] == [0, 1, 0]
@@ -536,7 +536,7 @@ def test_every_request_example_in_the_schema_is_accepted_as_swagger_sends_it(cli
     for example in request_examples(schema, "/api/votes/"):
         response = post_json(client, "/api/votes/", example)
         assert response.status_code == 404 and "poll" in response.json()["detail"].lower(), response.json()
-        poll = polls["scale" if "value" in example else "choice"]
+        poll = polls["scale" if "value" in example else "words" if "words" in example else "choice"]
         mine = example | {"poll": poll["id"]}
         if "choices" in example:
             mine["choices"] = [choice["id"] for choice in poll["choices"][: len(example["choices"])]]
