@@ -35,7 +35,8 @@ POLL_ID = OpenApiParameter("id", str, OpenApiParameter.PATH, description="The po
 
 class _CreatedPollLinks(AutoSchema):
     """Adds OpenAPI links from a created poll to the calls that use it, so clients and stateful
-    fuzzers (schemathesis) know the answer's `id` and choice ids feed the next calls."""
+    fuzzers (schemathesis) know the answer's `id` and choice ids feed the next calls, and send
+    words to the word clouds they create."""
 
     def get_operation(self, *args, **kwargs):
         operation = super().get_operation(*args, **kwargs)
@@ -47,6 +48,11 @@ class _CreatedPollLinks(AutoSchema):
                 "operationId": "vote_cast",
                 "requestBody": {"poll": "$response.body#/id", "choices": ["$response.body#/choices/0/id"]},
                 "description": "Votes for the first choice (add a `voter`).",
+            },
+            "VoteWords": {
+                "operationId": "vote_cast",
+                "requestBody": {"poll": "$response.body#/id", "words": ["cloud"]},
+                "description": "Sends a word to a word cloud (kind `words`; add a `voter`).",
             },
         }
         return operation
@@ -73,7 +79,10 @@ def _validated(serializer_class, data) -> dict:
 
 
 # Request examples Swagger's "Try it out" sends as they are: each is accepted by the API (tested).
-# A vote needs a real poll: the vote examples name a poll and choices to replace with yours.
+# A vote needs a real poll: the vote examples name a poll and choices to replace with yours. The
+# fuzzer's run makes a word cloud of that id (api/tests/test_fuzz.py) and varies the first example
+# most, so words come first: its variations then reach the word cloud's own rules.
+EXAMPLE_POLL_ID = "k3txudtwrv"
 POLL_EXAMPLES = [
     OpenApiExample(
         "A poll of choices",
@@ -110,21 +119,21 @@ POLL_EXAMPLES = [
 ]
 VOTE_EXAMPLES = [
     OpenApiExample(
+        "Words",
+        summary="Words for a word cloud (put your poll's id)",
+        value={"poll": EXAMPLE_POLL_ID, "words": ["Coffee", "sunshine"], "voter": "alice@example.com"},
+        request_only=True,
+    ),
+    OpenApiExample(
         "A vote for one choice",
         summary="A vote for one choice (put your poll's id and a choice id from it)",
-        value={"poll": "k3txudtwrv", "choices": [1], "voter": "alice@example.com"},
+        value={"poll": EXAMPLE_POLL_ID, "choices": [1], "voter": "alice@example.com"},
         request_only=True,
     ),
     OpenApiExample(
         "A rating",
         summary="A rating on a scale poll (put your poll's id)",
-        value={"poll": "k3txudtwrv", "value": 4, "voter": "alice@example.com"},
-        request_only=True,
-    ),
-    OpenApiExample(
-        "Words",
-        summary="Words for a word cloud (put your poll's id)",
-        value={"poll": "k3txudtwrv", "words": ["Coffee", "sunshine"], "voter": "alice@example.com"},
+        value={"poll": EXAMPLE_POLL_ID, "value": 4, "voter": "alice@example.com"},
         request_only=True,
     ),
 ]
