@@ -2,11 +2,13 @@
 
 Reads the votes Locust saw acknowledged (acks-*.tsv: slug, voter key, form|api), looks each one up
 in PostgreSQL, and compares every poll's results as the site shows them (the JSON API) with
-counts taken from the ballots that count (not void: an owner may void a burst). Data access only:
-no code of the app is imported.
+counts taken from the ballots that count (not void: an owner may void a burst): every choice's (a
+rating's values are its choices), and a word cloud's terms, counted here by the rule DESIGN.md states
+("Question kinds"). Data access only: no code of the app is imported.
 """
 
 import time
+import unicodedata
 from collections import Counter
 from pathlib import Path
 
@@ -68,6 +70,13 @@ def check(
             [slugs],
         ).fetchone()[0]
         tallies, settled_after = _compare_tallies(connection, site, slugs, settle_seconds)
+        by_kind = connection.execute(
+            """
+            SELECT p.kind, count(DISTINCT p.id), count(b.id) FROM polls_poll p
+            LEFT JOIN polls_ballot b ON b.poll_id = p.id WHERE p.slug = ANY(%s) GROUP BY p.kind ORDER BY p.kind
+            """,
+            [slugs],
+        ).fetchall()
 
     missing = [row for row in kept if row[2] == 0]
     repeated = [row for row in kept if row[2] > 1]
@@ -80,6 +89,7 @@ def check(
         "ballots": ballots,
         "unacknowledged_ballots": unacknowledged,
         "polls": len(slugs),
+        "by_kind": {kind: {"polls": polls, "ballots": ballots} for kind, polls, ballots in by_kind},
         "tally_mismatches": tallies,
         "tallies_settled_after_seconds": settled_after,
         "samples": {
@@ -104,6 +114,7 @@ def _compare_tallies(connection, site: Site, slugs: list[str], settle_seconds: f
 
 
 def _tally_mismatch(connection, site: Site, slug: str) -> dict | None:
+    (kind,) = connection.execute("SELECT kind FROM polls_poll WHERE slug = %s", [slug]).fetchone() or ("choice",)
     rows = connection.execute(
         """
         SELECT c.id, count(b.id) FILTER (WHERE b.choice_mask & (1::bigint << c.position) <> 0)
@@ -125,7 +136,8 @@ def _tally_mismatch(connection, site: Site, slug: str) -> dict | None:
         shown = site.results(slug)
     except (SiteError, OSError) as error:
         return {"poll": slug, "error": str(error)}
-    if shown.total == record_total and shown.votes == record_votes:
+    words_wrong = _words_mismatch(shown.words, _record_terms(connection, slug)) if kind == "words" else None
+    if shown.total == record_total and shown.votes == record_votes and not words_wrong:
         return None
     return {
         "poll": slug,
@@ -133,4 +145,46 @@ def _tally_mismatch(connection, site: Site, slug: str) -> dict | None:
         "record_total": record_total,
         "shown_votes": shown.votes,
         "record_votes": record_votes,
+        **({"words": words_wrong} if words_wrong else {}),
     }
+
+
+def normalised(term: str) -> str:
+    """How a word cloud counts a term (DESIGN.md, "Question kinds"): NFKC, case-folded, trimmed, inner
+    whitespace collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", term).casefold().split())
+
+
+def _record_terms(connection, slug: str) -> Counter:
+    """A word cloud's terms in the ballots that count: normalised term -> ballots naming it."""
+    rows = connection.execute(
+        """
+        SELECT term, count(*) FROM polls_ballot b JOIN polls_poll p ON p.id = b.poll_id,
+               unnest(string_to_array(b.terms, E'\\n')) term
+        WHERE p.slug = %s AND b.voided_at IS NULL AND b.terms <> ''
+        GROUP BY term
+        """,
+        [slug],
+    ).fetchall()
+    counted: Counter = Counter()
+    for spelling, ballots in rows:
+        counted[normalised(spelling)] += ballots
+    return counted
+
+
+def _words_mismatch(shown: list[tuple[str, int]] | None, record: Counter, shown_at_most: int = 100) -> str | None:
+    """What is wrong with the cloud shown, or None: each term shown must have its record count, and the
+    terms shown must be the most frequent (ties at the cut may go either way), most frequent first."""
+    if shown is None:
+        return "no words in the results"
+    for text, count in shown:
+        if record[normalised(text)] != count:
+            return f"{text!r} shown {count}, the record has {record[normalised(text)]}"
+    if [count for _, count in shown] != sorted((count for _, count in shown), reverse=True):
+        return "not most frequent first"
+    if len(shown) != min(shown_at_most, len(record)):
+        return f"{len(shown)} terms shown of {len(record)} counted"
+    left_out = [count for term, count in record.items() if term not in {normalised(text) for text, _ in shown}]
+    if shown and left_out and max(left_out) > shown[-1][1]:
+        return f"a term counted {max(left_out)} times is left out while one of {shown[-1][1]} is shown"
+    return None

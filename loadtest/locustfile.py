@@ -51,7 +51,14 @@ from locust.contrib.fasthttp import FastHttpSession
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loadtest.pollbook import Poll, PollBook  # noqa: E402
-from loadtest.site import CHOICE_INPUT, MANAGE_LOCATION  # noqa: E402
+from loadtest.site import (  # noqa: E402
+    CHOICE_INPUT,
+    MANAGE_LOCATION,
+    WORD_INPUT,
+    kind_fields,
+    poll_entry,
+    seed_question,
+)
 from loadtest.stepstats import PUSH, WS, Collector, append_record, vote_window, window_start  # noqa: E402
 
 # The master drops a worker after this many missed 1 s heartbeats (Locust's default: 3). On a
@@ -198,7 +205,7 @@ def read_results(user, poll: Poll, *, api: bool) -> None:
 
 def vote_on_the_api(user, poll: Poll) -> dict | None:
     """A program's vote for one of its users, with its own `voter` key; the body sent, once acknowledged."""
-    body = {"poll": poll.slug, "choices": poll.pick_choices(), "voter": f"lt-{RUN_ID}-{uuid.uuid4().hex[:20]}"}
+    body = {"poll": poll.slug, **poll.api_answer(), "voter": f"lt-{RUN_ID}-{uuid.uuid4().hex[:20]}"}
     with user.client.post("/api/votes/", json=body, name="/api/votes/", catch_response=True) as vote:
         if vote.status_code != 201:
             vote.failure(f"the vote answered {vote.status_code}: {(vote.text or '')[:120]}")
@@ -240,7 +247,7 @@ class Phone:
         pause(*reading)
         sent = FormVote(
             path=f"/p/{poll.slug}/vote/",
-            body=urlencode([("csrfmiddlewaretoken", token)] + [("choice", c) for c in poll.pick_choices()]),
+            body=urlencode([("csrfmiddlewaretoken", token), *poll.form_fields()]),
             headers=htmx_form_headers(self, page_url, target="poll-body"),
         )
         with self.client.post(
@@ -270,6 +277,8 @@ PHONE_STATE = re.compile(r'<div class="live-state[^>]*>')
 STATE_ATTRIBUTE = re.compile(r'data-([a-z-]+)="([^"]*)"')
 QUESTION_INPUT = re.compile(r'name="question" value="([^"]+)"')
 PICK_UP_TO = re.compile(r"Pick up to (\d+)\.")
+# A rating's value as its button shows it: the text after the radio button.
+SCALE_VALUE = re.compile(r'class="scale-option"><input type="radio" name="choice" [^>]*><span dir="auto">(-?\d+)<')
 SOCKET_CSRF = re.compile(r'"X-CSRFToken": "([^"]+)"')
 
 
@@ -290,19 +299,28 @@ class PhoneScreen:
             return None
         data = dict(STATE_ATTRIBUTE.findall(root.group(0)))
         question = QUESTION_INPUT.search(html)
-        pick_up_to = PICK_UP_TO.search(html)
         return cls(
             state=int(data.get("version", "0")) >> 32,
             open=data.get("poll-open") == "1",
             closes_at=timestamp(data["closes-at"]) if data.get("closes-at") else None,
-            question=Poll(
-                slug=question.group(1),
-                choice_ids=[int(value) for value in CHOICE_INPUT.findall(html)],
-                max_choices=int(pick_up_to.group(1)) if pick_up_to else 1,
-            )
-            if question
-            else None,
+            question=cls.form_question(question.group(1), html) if question else None,
             results='id="results"' in html,
+        )
+
+    @staticmethod
+    def form_question(slug: str, html: str) -> Poll:
+        """The question as its vote form shows it: choices and "pick up to", a rating's values, or a word
+        cloud's text boxes."""
+        word_boxes = len(WORD_INPUT.findall(html))
+        scale_values = SCALE_VALUE.findall(html)
+        pick_up_to = PICK_UP_TO.search(html)
+        return Poll(
+            slug=slug,
+            choice_ids=[int(value) for value in CHOICE_INPUT.findall(html)],
+            max_choices=int(pick_up_to.group(1)) if pick_up_to else 1,
+            kind="words" if word_boxes else "scale" if scale_values else "choice",
+            max_words=word_boxes,
+            scale_min=int(scale_values[0]) if scale_values else 1,
         )
 
     def last_moment(self) -> float:
@@ -501,12 +519,10 @@ class Voter(EventPhone):
 
     def vote(self, ballot: Ballot) -> None:
         page_url = f"{self.host}/e/{EVENT['code']}/"
-        choices = ballot.question.pick_choices()
         sent = FormVote(
             path=f"/e/{EVENT['code']}/vote/",
             body=urlencode(
-                [("csrfmiddlewaretoken", self.csrf), ("question", ballot.question.slug)]
-                + [("choice", choice) for choice in choices]
+                [("csrfmiddlewaretoken", self.csrf), ("question", ballot.question.slug), *ballot.question.form_fields()]
             ),
             headers=htmx_form_headers(self, page_url, target="live-region"),
         )
@@ -676,28 +692,29 @@ def _stop_presenting(environment, **_kwargs) -> None:
 
 
 def create_a_poll(user, *, typing: tuple[float, float]) -> None:
-    """A new poll, half on the landing page's form (typed in for `typing` seconds), half on the API."""
-    question = f"Load test {RUN_ID}: which talk next?"
-    choices = ["Databases", "WebSockets", "Accessibility", "Caching"]
+    """A new poll, half on the landing page's form (typed in for `typing` seconds), half on the API; of
+    each kind in the seeded polls' shares (one in four a rating, one in four a word cloud)."""
+    question = seed_question(random.randint(1, 4))
+    question["question"] = f"Load test {RUN_ID}: {question['question']}"
     via = random.choice(("api", "form"))
     if via == "api":
-        poll = create_on_the_api(user, question, choices)
+        poll = create_on_the_api(user, question)
     else:
-        poll = create_on_the_page(user, question, choices, typing=typing)
+        poll = create_on_the_page(user, question, typing=typing)
     if poll:
         POLLS.add(poll)
         CREATED.write(poll.slug, via)
 
 
-def create_on_the_page(user, question: str, choices: list[str], *, typing: tuple[float, float]) -> Poll | None:
+def create_on_the_page(user, question: dict, *, typing: tuple[float, float]) -> Poll | None:
     token = csrf_token(user, "/", name="/", form="landing page's create form")
     if not token:
         return None
     pause(*typing)
     body = urlencode(
-        [("csrfmiddlewaretoken", token), ("question", question)]
-        + [("choices", text) for text in choices]
-        + [("results_visibility", "always"), ("dedupe", "browser")]
+        [("csrfmiddlewaretoken", token), ("question", question["question"])]
+        + [("choices", text) for text in question.get("choices", ())]
+        + [("results_visibility", "always"), ("dedupe", "browser"), *kind_fields(question)]
     )
     with user.client.post(
         "/polls/new/",
@@ -715,19 +732,17 @@ def create_on_the_page(user, question: str, choices: list[str], *, typing: tuple
         created.success()
     user.client.get(location, name="/p/[slug]/manage/[token]/")
     page = user.client.get(f"/p/{slug.group(1)}/", name="/p/[slug]/")
-    choice_ids = [int(value) for value in CHOICE_INPUT.findall(page.text or "")]
-    return Poll(slug=slug.group(1), choice_ids=choice_ids) if choice_ids else None
+    poll = PhoneScreen.form_question(slug.group(1), page.text or "")
+    return poll if poll.choice_ids or poll.max_words else None
 
 
-def create_on_the_api(user, question: str, choices: list[str]) -> Poll | None:
-    with user.client.post(
-        "/api/polls/", json={"question": question, "choices": choices}, name="/api/polls/", catch_response=True
-    ) as created:
+def create_on_the_api(user, question: dict) -> Poll | None:
+    with user.client.post("/api/polls/", json=question, name="/api/polls/", catch_response=True) as created:
         if created.status_code != 201:
             created.failure(f"creating a poll answered {created.status_code}: {(created.text or '')[:120]}")
             return None
         data = created.json()
-    return Poll(slug=data["id"], choice_ids=[choice["id"] for choice in data["choices"]])
+    return Poll.from_entry(poll_entry(data))
 
 
 class Creator(FastHttpUser):

@@ -850,7 +850,8 @@ def integrity_lines(integrity: dict) -> list[str]:
         f"The {integrity['polls']:,} polls of the run hold {integrity['ballots']:,} ballots; "
         f"{integrity['unacknowledged_ballots']:,} of them were never acknowledged to Locust (a request that failed "
         "or timed out after the commit; kept, as it should be).",
-        f"Tallies shown by `GET /api/polls/<id>/results/` vs counts of the ballots: "
+        *([kinds_line(integrity["by_kind"])] if integrity.get("by_kind") else []),
+        f"Tallies shown by `GET /api/polls/<id>/results/` vs counts of the ballots (a word cloud's terms too): "
         f"{len(integrity['tally_mismatches'])} mismatches"
         + (f" (checked again for {integrity['tallies_settled_after_seconds']} s)." if integrity["tally_mismatches"]
            else "."),
@@ -861,6 +862,18 @@ def integrity_lines(integrity: dict) -> list[str]:
         if sample:
             lines.append(f"- {kind}: `{json.dumps(sample)}`")
     return lines
+
+
+KIND_NAMES = {"choice": "polls of choices", "scale": "ratings", "words": "word clouds"}
+
+
+def kinds_line(by_kind: dict) -> str:
+    """The question kinds' share of the run: polls and ballots of each."""
+    parts = [
+        f"{numbers['polls']:,} {KIND_NAMES.get(kind, kind)} ({numbers['ballots']:,} ballots)"
+        for kind, numbers in sorted(by_kind.items())
+    ]
+    return "By kind: " + ", ".join(parts) + "."
 
 
 def load_runs(run_dir: Path) -> dict[str, tuple[dict, list[dict]]]:

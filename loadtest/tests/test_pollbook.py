@@ -57,3 +57,22 @@ def test_a_pick_avoids_the_polls_a_phone_has_answered_and_says_when_none_is_left
     picks = Counter(big.pick(exclude={"p0"}).slug for _ in range(50_000))
     assert "p0" not in picks
     assert 1.7 < picks["p1"] / picks["p3"] < 2.3  # the others keep their weights: 1/2 against 1/4
+
+
+def test_each_kind_answers_as_its_form_and_the_api_take_it():
+    random.seed(3)
+    choice = Poll(slug="c", choice_ids=[11, 12, 13], max_choices=2)
+    scale = Poll(slug="s", choice_ids=[21, 22, 23, 24, 25], kind="scale", scale_min=1)
+    words = Poll(slug="w", choice_ids=[], kind="words", max_words=3)
+    assert {name for name, _ in choice.form_fields()} == {"choice"} and set(choice.api_answer()) == {"choices"}
+    assert [name for name, _ in scale.form_fields()] == ["choice"]
+    assert {scale.api_answer()["value"] for _ in range(200)} == {1, 2, 3, 4, 5}
+    for _ in range(200):
+        typed = words.pick_words()
+        assert 1 <= len(typed) <= 3
+        assert len({" ".join(word.casefold().split()) for word in typed}) == len(typed)  # one term once
+    spellings = Counter(word for _ in range(500) for word in words.pick_words())
+    assert {"coffee", "Coffee", "COFFEE", "  coffee "} <= set(spellings)  # the spellings that count as one
+    terms = Counter(" ".join(word.casefold().split()) for word in spellings.elements())
+    assert terms["coffee"] > terms["focus"] > terms["jazz"]  # the vocabulary's first words come most often
+    assert [name for name, _ in words.form_fields()] and {name for name, _ in words.form_fields()} == {"words"}

@@ -80,8 +80,12 @@ def test_200_phones_follow_an_event_and_vote_in_its_windows_with_few_errors_and_
     assert step["names"]["POST /api/events/[id]/control/ (open)"]["requests"] > 0
     assert step["names"][report.PUSH]["requests"] > 0
     assert step["names"]["POST /e/[code]/vote/ (again: 409 expected)"]["requests"] > 0
-    # Every question shown is in the integrity check, revealed, and the event ended.
+    # Every question shown is in the integrity check, revealed, and the event ended. The first is a word
+    # cloud, the second a rating: their ballots were counted exactly too.
     assert meta["event"]["shown"] >= 1
+    assert meta["integrity"]["by_kind"]["words"]["ballots"] > 0
+    if meta["event"]["shown"] >= 2:
+        assert meta["integrity"]["by_kind"]["scale"]["ballots"] > 0
     assert meta["integrity"]["polls"] >= meta["event"]["shown"]
     # One row in the profiles side by side, one in the hall's own table.
     rows = report.write(run_dir, options.out_dir).read_text().splitlines()
@@ -98,6 +102,8 @@ def test_150_visitors_create_polls_vote_both_ways_and_read_results_with_every_ac
 
     # The public site really did what it claims: polls created during it both ways, results read both ways.
     assert meta["created"].get("api", 0) > 0 and meta["created"].get("form", 0) > 0
+    # A share of every question kind, each counted exactly (the integrity check compares a word cloud's terms).
+    assert all(meta["integrity"]["by_kind"][kind]["ballots"] > 0 for kind in ("choice", "scale", "words"))
     assert step["names"]["GET /p/[slug]/results/"]["requests"] > 0
     assert step["names"]["GET /api/polls/[id]/results/"]["requests"] > 0
     # New polls take a random rank of attention, so some of the votes went to polls created during the run.
