@@ -1,7 +1,8 @@
 """The owner's moderation of a word cloud: hide and show terms, switch the profanity filter.
 
 The rules are `polls.moderation`'s. Plain forms without JavaScript (the owner page again, at the
-moderation card); with HTMX the card alone, which also refreshes itself while the cloud fills.
+moderation card, with what could not be done); with HTMX the card alone, which also refreshes itself
+while the cloud fills.
 """
 
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 from polls import moderation, selectors
 from polls.models import Poll
 from web.forms import WordModerationForm
-from web.views import owned_poll_or_404
+from web.views import owned_poll_or_404, owner_page
 
 _ACTIONS = {
     "hide": lambda poll, term: moderation.poll_hide_term(poll=poll, term=term),
@@ -39,9 +40,9 @@ def manage_words(request: HttpRequest, slug: str, token: str) -> HttpResponse:
         except ValidationError as invalid:
             error, status = invalid.messages[0], 400
     if not request.htmx:
-        if error is None or request.method != "POST":
+        if error is None:
             return redirect(reverse("web:manage", args=[slug, token]) + "#word-moderation")
-        return HttpResponse(error, status=400, content_type="text/plain; charset=utf-8")
+        return owner_page(request, poll, token, status=status, moderation_error=error)
     context = word_moderation_context(poll) | {"token": token, "moderation_error": error}
     return TemplateResponse(request, "partials/word_moderation.html", context, status=status)
 

@@ -233,18 +233,13 @@ def qr_svg(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 def manage(request: HttpRequest, slug: str, token: str) -> TemplateResponse:
-    poll = owned_poll_or_404(slug, token)
-    return _manage_page(
-        request,
-        poll,
-        token,
-        PollSettingsForm(
-            initial={
-                "closes_at": poll.closes_at,
-                "results_visibility": poll.results_visibility,
-            }
-        ),
-    )
+    return owner_page(request, owned_poll_or_404(slug, token), token)
+
+
+def owner_page(request: HttpRequest, poll: Poll, token: str, *, status: int = 200, **extra) -> TemplateResponse:
+    """The owner page with its settings as saved; `extra` says what an action sent back could not do."""
+    form = PollSettingsForm(initial={"closes_at": poll.closes_at, "results_visibility": poll.results_visibility})
+    return _manage_page(request, poll, token, form, status=status, **extra)
 
 
 def _manage_page(
@@ -319,8 +314,7 @@ def _owner_action(request: HttpRequest, slug: str, token: str, action) -> HttpRe
     try:
         action(poll=poll)
     except ValidationError as error:  # an event's question: its presenter decides
-        form = PollSettingsForm(initial={"closes_at": poll.closes_at, "results_visibility": poll.results_visibility})
-        return _manage_page(request, poll, token, form, status=400, owner_error=error.messages[0])
+        return owner_page(request, poll, token, status=400, owner_error=error.messages[0])
     return redirect("web:manage", slug=slug, token=token)
 
 

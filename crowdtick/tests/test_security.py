@@ -332,7 +332,13 @@ def hostile_subject(name: str) -> Subject:
     if name.startswith(("web:event", "api:event", "web:join")):
         event, poll, token = make_hostile_event()
         return Subject(poll, token, event)
+    if name in WORD_CLOUD_URLS:
+        return Subject(*make_hostile_poll(kind="words", choices=[]))
     return Subject(*make_hostile_poll())
+
+
+WORD_CLOUD_URLS = {"web:manage_words"}  # only a word cloud has them
+HOSTILE_TERMS = [IMG_PAYLOAD[:40], HTMX_PAYLOAD[:40]]
 
 # URLs whose answers carry no visitor's text (they are still checked for injected elements).
 WITHOUT_VISITOR_TEXT = {
@@ -355,15 +361,17 @@ BEFORE = {"web:manage_export_file": lambda poll: jobs.poll_export_start(poll=pol
 def post_requests(subject: Subject) -> dict[str, dict]:
     """What a visitor posts to each URL that takes a POST: its body, as a form or as JSON."""
     poll = subject.poll
+    first = next(iter(choice_ids(poll)), None)  # None for a word cloud, whose ballots carry words
     choices = [IMG_PAYLOAD, HTMX_PAYLOAD]
     create = {"question": poll.question, "choices": choices, "results_visibility": "always", "dedupe": "none"}
     api_vote = {"poll": poll.slug, "choices": choice_ids(poll)[:1], "voter": "v"}
     return {
         "web:poll_create": {"data": create},
-        "web:vote": {"data": {"choice": choice_ids(poll)[0]}},
+        "web:vote": {"data": {"choice": first}},
         "web:manage_close": {"data": {}},
         "web:manage_reopen": {"data": {}},
         "web:manage_settings": {"data": {"results_visibility": "after_close"}},
+        "web:manage_words": {"data": {"action": "hide", "term": IMG_PAYLOAD}},
         "web:manage_delete": {"data": {}},
         "web:manage_export_prepare": {"data": {}},
         "web:manage_void": {"data": {"network": "0" * 64, "minute": 0}},  # a burst with no ballot: voids none
@@ -373,7 +381,7 @@ def post_requests(subject: Subject) -> dict[str, dict]:
         },
         "api:vote_cast": {"data": api_vote, "content_type": "application/json"},
         "web:event_create": {"data": {"title": IMG_PAYLOAD, "questions": f"{HTMX_PAYLOAD}\n{IMG_PAYLOAD}\nB"}},
-        "web:event_vote": {"data": {"question": poll.slug, "choice": choice_ids(poll)[0]}},
+        "web:event_vote": {"data": {"question": poll.slug, "choice": first}},
         "web:event_control": {"data": {"action": "close"}},
         "api:event_create": {
             "data": {"title": IMG_PAYLOAD, "questions": [{"question": HTMX_PAYLOAD, "choices": choices}]},
@@ -408,7 +416,10 @@ def reach(name, arguments, method, query, headers):
     """Requests `name` on a fresh hostile poll with a ballot; returns what the request was and the answer."""
     subject = hostile_subject(name)
     poll = subject.poll
-    services.vote_cast(poll=poll, choice_ids=choice_ids(poll)[:1], voter_key=f"v-{poll.slug}", ip_address=None)
+    words = HOSTILE_TERMS if poll.is_words else None
+    services.vote_cast(
+        poll=poll, choice_ids=choice_ids(poll)[:1], words=words, voter_key=f"v-{poll.slug}", ip_address=None
+    )
     BEFORE.get(name, lambda poll: None)(poll)
     url = subject.url(name, arguments) + query
     request = f"{method} {url} {'with' if headers else 'without'} HTMX"
