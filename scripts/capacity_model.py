@@ -153,6 +153,7 @@ RECONCILE_EVERY_S = Figure("10.0", "crowdtick/settings.py", '"polls.tasks.reconc
 LIVE_SENDS_PER_SECOND = Figure("5000", "crowdtick/settings.py", 'env_int("LIVE_SENDS_PER_SECOND", 5000')
 TICK_S = Figure("0.25", "realtime/broadcaster.py", "TICK_SECONDS = 0.25")
 WEB_WORKERS = Figure("1", "deploy/gunicorn.conf.py", 'os.environ.get("WEB_WORKERS", "1")')
+WEB_THREADS = Figure("8", "deploy/gunicorn.conf.py", 'os.environ.get("WEB_THREADS", "8")')
 # Group commit: server CPU of one ballot's insert in a multi-row statement of 8 (a web process's threads).
 INSERT_US_PER_ROW = Figure("28", "polls/ballot_box.py", "28 µs for 8")
 VOTER_KEY_BYTES = Figure("16", "polls/voters.py", "secrets.token_urlsafe(16)")  # 22 characters of base64
@@ -708,7 +709,8 @@ def notes() -> list[str]:
         f"- 1,000,000 phones: {pods(live_cpu)} ws pods if each used its core (LIVE_SENDS_PER_SECOND raised; "
         f"{big.ws_pods_live} at today's pacing); {math.ceil(big.phones / sockets_per_nginx):,} nginx workers "
         f"at {sockets_per_nginx:,.0f} WebSockets each; the channel layer hands each push to every ws pod: "
-        f"{big.ws_pods_live * PUBLISH_PER_POLL_S:,.0f} messages/s at most.",
+        f"{big.ws_pods_live * PUBLISH_PER_POLL_S:,.0f} messages/s at most; its {big.web_pods} web pods hold "
+        f"{big.web_pods * WEB_WORKERS * WEB_THREADS:,.0f} PostgreSQL connections (one a thread).",
         f"- 1,000,000 phones, PostgreSQL cores to provision were a hall vote to cost what a public-site vote does "
         f"({per_vote_public_pg * 1e3:.2f} ms): {big.votes_per_s * per_vote_public_pg / TARGET_BUSY:,.0f}; "
         f"were it to cost the insert alone ({INSERT_US_PER_ROW:.0f} µs): "
@@ -717,7 +719,9 @@ def notes() -> list[str]:
         f"of grouped queries (linear from {OWNER_PAGE_MS:.0f} ms at {OWNER_PAGE_BALLOTS:,.0f}).",
         f"- 100,000 polls at the public pace: {many.creates_per_s:,.0f} new polls/s and "
         f"{many.votes_per_s * 86_400 / 1e9:,.2f} billion ballots a day "
-        f"({many.votes_per_s * 86_400 * BALLOT_BYTES / 1e9:,.0f} GB a day).",
+        f"({many.votes_per_s * 86_400 * BALLOT_BYTES / 1e9:,.0f} GB a day); were each poll watched, one broadcaster "
+        f"process stays within half a core only if a push costs it under "
+        f"{TARGET_BUSY / many.broadcaster_pushes_per_s * 1e6:,.0f} µs.",
         f"- The reconciler covers {RECONCILE_POLLS_PER_PASS:,.0f} changed polls per {RECONCILE_EVERY_S:.0f} s pass; "
         "with one settle per pass instead of one per batch, "
         f"{(RECONCILE_EVERY_S - RECONCILE_SETTLE_S) / RECONCILE_CPU_PER_POLL:,.0f}.",
@@ -725,10 +729,10 @@ def notes() -> list[str]:
 
 
 def render() -> str:
-    out = ["#### Per unit", "", *units_table(), "", "#### The model against this machine", "", *checks_table()]
-    out += ["", "#### One hot poll", "", *limits_table(hot_poll_limits(), "phones"), "", *hot_poll_table()]
-    out += ["", "#### 100,000 polls", "", *limits_table(many_polls_limits(), "polls, one visitor each"), ""]
-    out += [*many_polls_table(), "", "#### Figures the text cites", "", *notes()]
+    out = ["### Per unit", "", *units_table(), "", "### The model against this machine", "", *checks_table()]
+    out += ["", "### One hot poll", "", *limits_table(hot_poll_limits(), "phones"), "", *hot_poll_table()]
+    out += ["", "### 100,000 polls", "", *limits_table(many_polls_limits(), "polls, one visitor each"), ""]
+    out += [*many_polls_table(), "", "### Figures the text cites", "", *notes()]
     return "\n".join(out) + "\n"
 
 
