@@ -110,6 +110,12 @@ def test_the_reconciler_takes_longer_for_more_polls_and_fits_its_measured_run():
     assert math.isclose(model.reconcile_seconds(0), 0)
 
 
+def test_docs_scaling_holds_the_scripts_output_as_it_is_now():
+    doc = (ROOT / "docs" / "scaling.md").read_text()
+    block = doc.split(model.BEGIN, 1)[1].split(model.END, 1)[0]
+    assert block == "\n" + model.render(), "run: .venv/bin/python scripts/capacity_model.py --write"
+
+
 def test_the_script_runs_alone_and_prints_its_tables():
     printed = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True).stdout
     assert printed == model.render()
