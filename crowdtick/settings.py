@@ -94,6 +94,10 @@ DB_RETRY_AFTER = 5
 # per thread (a 503 with Retry-After, not a 500) and Django reconnects on the next; DB_HEALTH_CHECKS=1
 # trades that for the round trip.
 DB_HEALTH_CHECKS = env_bool("DB_HEALTH_CHECKS", False)
+# Behind PgBouncer in transaction pooling, a server-side cursor (the CSV export's `.iterator()`) outlives
+# its transaction on a server connection the next fetch may not get: DB_DISABLE_SERVER_SIDE_CURSORS=1
+# fetches results whole instead (docs/deploy-k8s.md, "PgBouncer").
+DB_DISABLE_SERVER_SIDE_CURSORS = env_bool("DB_DISABLE_SERVER_SIDE_CURSORS", False)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
@@ -102,6 +106,7 @@ if DATABASE_URL:
             conn_health_checks=DB_HEALTH_CHECKS and not DB_POOL,
         )
     }
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = DB_DISABLE_SERVER_SIDE_CURSORS
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Bounded waits, so a frozen PostgreSQL answers 503 instead of hanging (crowdtick/db_backend).
         DATABASES["default"]["ENGINE"] = "crowdtick.db_backend"
