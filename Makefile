@@ -22,8 +22,16 @@ run: $(VENV)/.installed
 	  exec $(VENV)/bin/uvicorn crowdtick.asgi:application --host $(HOST) --port $(PORT) --ws websockets \
 	    --no-proxy-headers --ws-max-size 4096
 
+# checkov (deploy/k8s's scan) cannot share .venv: requirements-checkov.txt says why.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || { python=$$(scripts/find-python) && $$python -m venv $(CHECKOV_VENV); }
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	@touch $@
+
 ## make test: the whole suite; against PostgreSQL, Redis and Celery too when DATABASE_URL and REDIS_URL are set
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-not-for-production} $(PY) -m pytest $(PYTEST_ARGS)
 
 ## make stack: nginx on :8080, 2 gunicorn + 2 ASGI, Celery worker and beat, the broadcaster; Ctrl-C stops all
@@ -75,4 +83,4 @@ bench-reconcile: $(VENV)/.installed
 	$(PY) bench/reconcile.py $(BENCH_RECONCILE_ARGS)
 
 clean:
-	rm -rf $(VENV) db.sqlite3 staticfiles .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) db.sqlite3 staticfiles .pytest_cache
