@@ -218,6 +218,29 @@ def test_the_migration_job_runs_what_docker_composes_migrate_service_runs(object
     assert argv(the_container(workloads(objects)["migrate"])) == compose["services"]["migrate"]["command"]
 
 
+def stage(objects: list[dict], component: str) -> set[tuple[str, str]]:
+    """What `kubectl apply -k ... -l app.kubernetes.io/component=<component>` applies (docs/deploy-k8s.md)."""
+    labelled = [
+        obj for obj in objects if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
+    ]
+    return {(obj["kind"], obj["metadata"]["name"]) for obj in labelled}
+
+
+def test_the_migration_job_finds_what_it_needs_in_the_config_applied_before_it_and_nothing_else_starts(objects):
+    job = workloads(objects)["migrate"]
+    pod = job["spec"]["template"]["spec"]
+    needs = {("Namespace", job["metadata"]["namespace"])}
+    needs |= {("ConfigMap", source["configMapRef"]["name"]) for source in the_container(job)["envFrom"]}
+    needs |= {
+        ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
+        for v in pod["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert needs <= stage(objects, "config")
+    assert {kind for kind, _ in stage(objects, "config")} == {"Namespace", "ConfigMap", "PersistentVolumeClaim"}
+    assert stage(objects, "migrate") == {("Job", job["metadata"]["name"])}
+
+
 def configmap_environment(objects: list[dict]) -> dict[str, str]:
     (configmap,) = of_kind(objects, "ConfigMap")
     return configmap["data"]
