@@ -1,11 +1,12 @@
-"""Shared fixtures. Each test starts with fresh rate-limit counters, and with an empty Redis
-database when REDIS_URL is set; exports go to a temporary folder, tasks may run in-process."""
+"""Shared fixtures. Each test starts with fresh rate-limit counters, and with empty Redis databases
+when REDIS_URL is set (its own and every shard's of REDIS_SHARD_URLS: set it to run the suite on
+several Redis servers, docs/redis-sharding.md); exports go to a temporary folder, tasks may run in-process."""
 
 import pytest
 from django.conf import settings
 
 from polls import ratelimit
-from polls.redis_client import get_redis
+from polls.redis_client import redis_servers
 
 
 @pytest.fixture(autouse=True)
@@ -13,7 +14,8 @@ def _empty_redis(monkeypatch):
     # Fresh in-process counters (the embedded mode's rate limits) for every test.
     monkeypatch.setattr(ratelimit, "_local_counters", ratelimit._LocalCounters())
     if settings.REDIS_URL:
-        get_redis().flushdb()
+        for server in redis_servers():
+            server.flushdb()
     yield
 
 

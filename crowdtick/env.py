@@ -43,3 +43,23 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def env_redis_shards(name: str, home: str) -> list[str]:
+    """The Redis servers named by `name` (comma-separated URLs), or `home` alone when it is not set;
+    empty when `home` is empty (no Redis: embedded mode). Every URL must be a Redis URL, listed once,
+    and the list needs `home` set (the broker, rate limits and locks live there)."""
+    urls = env_list(name)
+    if not urls:
+        return [home] if home else []
+    if not home:
+        raise ImproperlyConfigured(f"{name} needs REDIS_URL set too: the Celery broker and global keys live there")
+    for url in urls:
+        if not url.startswith(REDIS_URL_SCHEMES):
+            raise ImproperlyConfigured(f"{name} must list Redis URLs (redis://host:port/db), got {url!r}")
+    if len(set(urls)) != len(urls):
+        raise ImproperlyConfigured(f"{name} lists a server twice: {','.join(urls)}")
+    return urls

@@ -3,7 +3,8 @@
 With no environment at all the site runs embedded: SQLite, an in-memory channel layer and
 Celery tasks run in-process, so `make run` needs no service. `DATABASE_URL` switches the
 record to PostgreSQL and `REDIS_URL` switches tallies, the channel layer, rate limits and the
-Celery broker to Redis.
+Celery broker to Redis; `REDIS_SHARD_URLS` spreads the polls' keys and the channel layer over
+several Redis servers (docs/redis-sharding.md).
 """
 
 from pathlib import Path
@@ -12,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from crowdtick.env import env_bool, env_int, env_list, env_str
+from crowdtick.env import env_bool, env_int, env_list, env_redis_shards, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -128,15 +129,23 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: tallies, channel layer, broker, rate limits ---------------------------------
+# The home server: the Celery broker, rate limits, presence, locks and checkpoints.
 REDIS_URL = env_str("REDIS_URL")
+# The servers each poll's keys (tally, shared copy, marks) and the channel layer are spread over,
+# comma-separated; default REDIS_URL alone. A poll's keys all live on one of them, chosen by its slug
+# (polls/redis_client.py); changing the list moves polls: docs/redis-sharding.md says what to do.
+REDIS_SHARD_URLS = env_redis_shards("REDIS_SHARD_URLS", REDIS_URL)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
+                # channels-redis spreads channels and groups over these hosts itself (a hash of the name).
                 # redis-py's defaults (5 s socket timeout, 100 connections) cut idle viewers.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "max_connections": 10_000}],
+                "hosts": [
+                    {"address": url, "socket_timeout": None, "max_connections": 10_000} for url in REDIS_SHARD_URLS
+                ],
             },
         }
     }

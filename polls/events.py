@@ -133,8 +133,8 @@ def event_control(*, event: Event, action: str, question: str | None = None, sec
             )
         # The broadcaster pushes an event when its active question changed; the one left behind gets
         # its closed state pushed to its own viewers too.
-        changed_ids = {poll.id for poll in touched} | ({event.active_id} if event.active_id else set())
-        transaction.on_commit(lambda: [tally_mark_changed(poll_id=poll_id) for poll_id in changed_ids])
+        changed = {poll.id: poll for poll in questions if poll in touched or poll.id == event.active_id}
+        transaction.on_commit(lambda: [tally_mark_changed(poll=poll) for poll in changed.values()])
     return event
 
 

@@ -55,4 +55,4 @@ def _word_cloud_term(poll: Poll, term: str) -> str:
 
 def _saved(poll: Poll, field: str) -> None:
     poll.save(update_fields=[field])
-    tally_mark_changed(poll_id=poll.id)
+    tally_mark_changed(poll=poll)

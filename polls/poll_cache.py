@@ -16,6 +16,13 @@ Every save or delete of a poll bumps its revision after the commit (`pollrev:<sl
 both copies stale at once. A new poll needs no bump: its copy is stored when it is created
 (`poll_cache_prime`), so its first voters never reach the database for it. Without Redis (embedded
 mode, or Redis down) polls are read from the database every time.
+
+With several Redis shards (`REDIS_SHARD_URLS`), the lookup still costs one round trip because every
+key it reads is on one server: the poll's shard is chosen by its slug (`polls.redis_client`), which is
+all a lookup knows, and the poll's tally (named by its id) lives on that same shard. Choosing by id
+would put the tally on one server and the copy, which a lookup must find by slug before it knows the
+id, on another: a second round trip on every results read. The slug is on every `Poll` and never
+changes, so every other user of a poll's keys finds the same shard from the poll.
 """
 
 import copy
@@ -35,7 +42,7 @@ from redis.commands.core import Script
 
 from polls.models import Choice, Poll, polls_updated
 from polls.records import with_choices
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_slug
 from polls.tallies.keys import TALLY_KEY_PREFIX
 
 logger = logging.getLogger(__name__)
@@ -143,12 +150,13 @@ def poll_cached_with_tally(slug: str) -> tuple[Poll, dict[str, str] | None]:
 
 
 def poll_cache_prime(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
-    """Queues the storing of a poll just created (choices loaded) for every process; after its commit."""
+    """Queues the storing of a poll just created (choices loaded) for every process; after its commit.
+    `pipeline` is of the poll's shard (`redis_for_poll`)."""
     pipeline.set(_copy_key(poll.slug), _encode(poll, revision="0"), ex=COPY_TTL_SECONDS, nx=True)
 
 
 def _lookup(slug: str, *, with_tally: bool) -> tuple[Poll, dict[str, str] | None]:
-    client = get_redis()
+    client = redis_for_slug(slug)
     if client is None or _changed_in_this_transaction(slug):
         return _load(slug), None
     hit = _local.get(slug)
@@ -233,7 +241,7 @@ def _lookup_script(client: redis.Redis) -> Script:
 
 def poll_changed(slug: str) -> None:
     _local.forget(slug)
-    client = get_redis()
+    client = redis_for_slug(slug)
     if client is None:
         return
     try:
@@ -250,15 +258,16 @@ def poll_changed(slug: str) -> None:
 
 def poll_cache_release(*, slugs: list[str]) -> None:
     """Drops the shared copies of polls few will read again (archived), rather than wait an hour."""
+    by_client: dict[redis.Redis, list[str]] = {}
     for slug in slugs:
         _local.forget(slug)
-    client = get_redis()
-    if client is None or not slugs:
-        return
-    try:
-        client.delete(*(_copy_key(slug) for slug in slugs))
-    except redis.RedisError:
-        logger.warning("Redis unavailable: the copies of %s polls expire on their own", len(slugs))
+        if (client := redis_for_slug(slug)) is not None:
+            by_client.setdefault(client, []).append(slug)
+    for client, on_shard in by_client.items():
+        try:
+            client.delete(*(_copy_key(slug) for slug in on_shard))
+        except redis.RedisError:
+            logger.warning("Redis unavailable: the copies of %s polls expire on their own", len(on_shard))
 
 
 @receiver(post_save, sender=Poll)

@@ -3,8 +3,9 @@ broadcaster, to push only what someone watches, and by the presenter's console, 
 
 Each process keeps `local_counts` (poll id -> its sockets watching that poll; `phones_field(event)` ->
 its phones of that event) and publishes them as one hash, `presence:<process>`, that expires unless
-refreshed; `PROCESSES_KEY` names every such hash. Without Redis (embedded mode) the one process's own
-counts are the whole truth.
+refreshed; `PROCESSES_KEY` names every such hash. They are on the home server: a hash is a process's,
+not a poll's, and the broadcaster reads them all at once. Without Redis (embedded mode) the one
+process's own counts are the whole truth.
 """
 
 import time

@@ -14,7 +14,8 @@ Refused requests are not counted: a client that keeps retrying gets in once its 
 
 Counters live in Redis in production (one Lua script checks and counts every limit of a request, in
 one round trip and atomically, so every process shares them) and in this process's memory in
-embedded mode, where there is only one process.
+embedded mode, where there is only one process. In Redis they are on the home server, never a poll's
+shard: an address's and a voter's counters span every poll, and one script reads them together.
 
 With Redis unreachable the check fails open and logs it: refusing every vote in a hall because
 a cache is sick would be worse than a short unthrottled spell, and the record (PostgreSQL, with

@@ -115,10 +115,14 @@ def poll_get_for_owner(*, slug: str, token: str) -> Poll:
     return poll
 
 
-def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[int]:
+def polls_opened_or_closed_between(*, start: datetime, end: datetime) -> QuerySet[Poll]:
     """Polls whose opening time or deadline fell in (start, end]: their state changed with no vote."""
     window = Q(closes_at__gt=start, closes_at__lte=end) | Q(opens_at__gt=start, opens_at__lte=end)
-    return set(Poll.objects.filter(window).values_list("id", flat=True))
+    return Poll.objects.filter(window)
+
+
+def poll_ids_opened_or_closed_between(*, start: datetime, end: datetime) -> set[int]:
+    return set(polls_opened_or_closed_between(start=start, end=end).values_list("id", flat=True))
 
 
 def polls_last_activity(*, known_before: datetime, limit: int) -> dict[int, datetime]:

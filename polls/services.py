@@ -45,7 +45,7 @@ from polls.models import (
 from polls.poll_cache import poll_cache_prime
 from polls.ratelimit import rate_limit_check
 from polls.records import polls_with_choices, with_choices
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll
 from polls.selectors import (
     ballots_csv_lines,
 )
@@ -262,7 +262,7 @@ def poll_draft_save(draft: PollDraft) -> Poll:
 def _poll_created(poll: Poll) -> None:
     """After a new poll's commit, in one Redis round trip: its copy for every process and its empty
     tally, so neither its first voters nor its first readers reach the database for it."""
-    client = get_redis()
+    client = redis_for_poll(poll)  # its shard: the copy and the tally are read together there
     if client is None:
         return
     try:
@@ -370,7 +370,7 @@ def vote_cast(
         raise AlreadyVoted()
     chosen_ids = [choice.id for choice in chosen]
     transaction.on_commit(
-        lambda: tally_record_ballot(poll_id=poll.id, ballot_id=ballot_id, choice_ids=chosen_ids, terms=terms)
+        lambda: tally_record_ballot(poll=poll, ballot_id=ballot_id, choice_ids=chosen_ids, terms=terms)
     )
     return CastBallot(poll=poll, choice_ids=chosen_ids, voter_key=voter_key, choice_mask=choice_mask, terms=terms)
 
@@ -431,7 +431,7 @@ def poll_close(*, poll: Poll) -> Poll:
     poll.closed = True
     poll.active_at = timezone.now()
     poll.save(update_fields=["closed", "active_at"])
-    tally_mark_changed(poll_id=poll.id)
+    tally_mark_changed(poll=poll)
     return poll
 
 
@@ -447,7 +447,7 @@ def poll_reopen(*, poll: Poll) -> Poll:
     if poll.closes_at and poll.closes_at <= poll.active_at:
         poll.closes_at = None
     poll.save(update_fields=["closed", "closes_at", "active_at", "archived_at", "code"])
-    tally_mark_changed(poll_id=poll.id)
+    tally_mark_changed(poll=poll)
     return poll
 
 
@@ -461,7 +461,7 @@ def poll_update_settings(*, poll: Poll, closes_at: datetime | None, results_visi
     poll.full_clean(exclude=["slug"])
     poll.active_at = timezone.now()
     poll.save(update_fields=["closes_at", "results_visibility", "active_at"])
-    tally_mark_changed(poll_id=poll.id)
+    tally_mark_changed(poll=poll)
     return poll
 
 
@@ -486,7 +486,7 @@ def ballots_void_burst(*, poll: Poll, network: str, minute: datetime) -> int:
     production: a void the tallies might never hear of would leave them wrong for good.
     """
     try:
-        tally_mark_stale(poll_id=poll.id)
+        tally_mark_stale(poll=poll)
     except redis.RedisError:
         raise VoidUnavailable() from None
     with transaction.atomic():
@@ -509,11 +509,11 @@ def _ballots_voided(*, poll: Poll) -> None:
     minute_counts_forget(poll_id=poll_id)
     poll_export_path(poll=poll).unlink(missing_ok=True)
     try:
-        tally_mark_stale(poll_id=poll_id)  # again: a run may have cleared the mark before the commit
+        tally_mark_stale(poll=poll)  # again: a run may have cleared the mark before the commit
         tally_reconcile_many(polls_with_choices(poll_ids=[poll_id]), wait_seconds=VOID_RECONCILE_WAIT_SECONDS)
     except redis.RedisError:
         logger.warning("Redis unavailable: poll %s's tally corrected by a later reconcile run", poll_id)
-    tally_mark_changed(poll_id=poll_id)
+    tally_mark_changed(poll=poll)
 
 
 def poll_export_write(*, poll: Poll) -> Path:

@@ -19,7 +19,7 @@ from polls.models import Ballot, Event, Poll
 from polls.poll_cache import poll_cache_release
 from polls.records import poll_ids_with_ballots_since
 from polls.redis_client import get_redis
-from polls.selectors import poll_ids_opened_or_closed_between, polls_last_activity
+from polls.selectors import polls_last_activity, polls_opened_or_closed_between
 from polls.tallies.changes import tally_mark_changed
 from polls.tallies.counts import tally_discard
 from polls.tallies.reconcile import tallies_reconcile_changed
@@ -125,12 +125,12 @@ def poll_deadlines_announce(*, now: datetime | None = None) -> int:
     checkpoint = client.get(DEADLINES_CHECKPOINT_KEY) if client else None
     if checkpoint:
         start = max(start, datetime.fromisoformat(checkpoint))
-    poll_ids = poll_ids_opened_or_closed_between(start=start, end=end)
-    for poll_id in poll_ids:
-        tally_mark_changed(poll_id=poll_id)
+    polls = list(polls_opened_or_closed_between(start=start, end=end).only("id", "slug"))
+    for poll in polls:
+        tally_mark_changed(poll=poll)
     if client:
         client.set(DEADLINES_CHECKPOINT_KEY, end.isoformat())
-    return len(poll_ids)
+    return len(polls)
 
 
 def vote_minutes_refresh(*, now: datetime | None = None) -> int:

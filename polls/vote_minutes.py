@@ -7,7 +7,9 @@ seconds since the last pass from the record, so the chart is exact even if the t
 Without Redis (embedded mode, or Redis down) everything is counted from the record.
 
 Redis keys, per poll: `minutes:<poll id>` (hash: minute as epoch seconds → ballots) and
-`minutes:<poll id>:until` (epoch seconds: the minutes before it are stored and complete).
+`minutes:<poll id>:until` (epoch seconds: the minutes before it are stored and complete). They are on
+the home server, not the poll's shard: no script reads them with the tally, the task stores a thousand
+polls' minutes in one pipeline, and they are small (a few hours of minutes of polls voted in lately).
 """
 
 import logging

@@ -25,6 +25,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from polls import events, selectors
+from polls.models import Poll
 from polls.tallies.changes import tally_mark_changed, tally_pop_changed
 from realtime.event_live import EventView, event_group, event_views
 from realtime.live import LiveView, audience_group, live_views
@@ -42,7 +43,7 @@ REMEMBERED_BYTES = 32 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Push:
-    poll_id: int  # the poll whose change it shows: marked changed again if the send fails
+    poll: Poll  # the poll whose change it shows: marked changed again if the send fails
     key: tuple  # what `_sent` remembers it by: (poll id, audience) or ("event", event id, screen)
     group: str
     view: LiveView | EventView
@@ -81,7 +82,7 @@ class Broadcaster:
             except Exception:
                 # Not sent: forget it so it is not taken for a duplicate, and ask for another try.
                 self._remember(push.key, None)
-                await database_sync_to_async(tally_mark_changed)(poll_id=push.poll_id)
+                await database_sync_to_async(tally_mark_changed)(poll=push.poll)
                 raise
         return len(pushes)
 
@@ -101,7 +102,7 @@ class Broadcaster:
             for audience, view in live_views(poll=poll, results=results[poll.id]).items():
                 key = (poll.id, audience)
                 if self._is_news(key, view):
-                    pushes.append(Push(poll.id, key, audience_group(poll, audience), view))
+                    pushes.append(Push(poll, key, audience_group(poll, audience), view))
         return pushes + self._event_pushes(polls, results)
 
     def _event_pushes(self, polls: list, results: dict[int, selectors.PollResults]) -> list[Push]:
@@ -117,7 +118,7 @@ class Broadcaster:
             for screen, view in event_views(display).items():
                 key = ("event", event.id, screen)
                 if self._is_news(key, view):
-                    pushes.append(Push(question.id, key, event_group(event, screen), view))
+                    pushes.append(Push(question, key, event_group(event, screen), view))
         return pushes
 
     def _is_news(self, key: tuple, view: LiveView | EventView) -> bool:

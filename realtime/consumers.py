@@ -80,7 +80,7 @@ class PollResultsConsumer(AsyncWebsocketConsumer):
         # `shown_version` drops whichever of the two is older.
         self.group_name = audience_group(poll, audience)
         await hub().join(self.group_name, self)
-        await presence_watch(poll_ids=[poll.id])  # before the snapshot: the broadcaster pushes what follows it
+        await presence_watch(polls=[poll])  # before the snapshot: the broadcaster pushes what follows it
         self.poll_id = poll.id
         snapshot = await database_sync_to_async(live_view)(poll=poll, audience=audience)
         self.push(snapshot.html, snapshot.version)
@@ -173,7 +173,7 @@ class EventConsumer(PollResultsConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         self.screen = EventScreen(kwargs.get("screen", EventScreen.PHONE))
         try:
-            event, question_ids, picks = await database_sync_to_async(self._event)(kwargs["code"], kwargs.get("token"))
+            event, questions, picks = await database_sync_to_async(self._event)(kwargs["code"], kwargs.get("token"))
         except Event.DoesNotExist:
             await self.accept()
             await self.close(code=CLOSE_POLL_NOT_FOUND)
@@ -182,8 +182,8 @@ class EventConsumer(PollResultsConsumer):
         self.picks = picks
         self.group_name = event_group(event, self.screen)
         await hub().join(self.group_name, self)
-        await presence_watch(poll_ids=question_ids, phone_of_event=self._phone_of(event.id))
-        self.event_id, self.question_ids = event.id, question_ids
+        await presence_watch(polls=questions, phone_of_event=self._phone_of(event.id))
+        self.event_id, self.question_ids = event.id, [poll.id for poll in questions]
         snapshot = await database_sync_to_async(lambda: event_view(events.event_display(event=event), self.screen))()
         self.take(snapshot.message)
 
@@ -191,16 +191,16 @@ class EventConsumer(PollResultsConsumer):
         """The event this socket counts as a phone of (the console shows how many), if it is one."""
         return event_id if self.screen is EventScreen.PHONE else None
 
-    def _event(self, code: str, token: str | None) -> tuple[Event, list[int], dict[int, int]]:
+    def _event(self, code: str, token: str | None) -> tuple[Event, list[Poll], dict[int, int]]:
         if self.screen is EventScreen.PRESENTER:
             event = events.event_get_for_owner(code=code, token=token or "")
         else:
             event = events.event_get_by_code(code=code)
-        question_ids = list(event.questions.values_list("id", flat=True))
+        questions = list(event.questions.only("id", "slug"))
         picks = {}
         if self.screen is EventScreen.PHONE:
             picks = events.event_voter_picks(event_id=event.id, voter_key=voter_key_from_scope(self.scope))
-        return event, question_ids, picks
+        return event, questions, picks
 
     async def disconnect(self, code):
         await self._leave()
@@ -219,9 +219,7 @@ class EventConsumer(PollResultsConsumer):
             return
         self._picks_read_at = now
         voter_key = voter_key_from_scope(self.scope)
-        self.picks = await database_sync_to_async(events.event_voter_picks)(
-            event_id=self.event_id, voter_key=voter_key
-        )
+        self.picks = await database_sync_to_async(events.event_voter_picks)(event_id=self.event_id, voter_key=voter_key)
         if self._last_message is not None:
             self.take(self._last_message)
 

@@ -26,7 +26,7 @@ import redis
 
 from polls.presence import PROCESSES_KEY, local_counts, phones_field
 from polls.presence import presence_watched_poll_ids as presence_watched_poll_ids
-from polls.redis_client import get_redis
+from polls.redis_client import PollRef, get_redis
 from polls.tallies.changes import tally_mark_changed
 
 logger = logging.getLogger(__name__)
@@ -40,16 +40,16 @@ _process_key = f"presence:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex
 _refreshers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = weakref.WeakKeyDictionary()
 
 
-async def presence_watch(*, poll_ids: list[int], phone_of_event: int | None = None) -> None:
-    """Counts one more viewer of each of `poll_ids` (a poll's page watches one; an event's screen all
+async def presence_watch(*, polls: list[PollRef], phone_of_event: int | None = None) -> None:
+    """Counts one more viewer of each of `polls` (a poll's page watches one; an event's screen all
     its questions, so the broadcaster pushes the event when one changes), and with `phone_of_event`
     one more phone of that event. The polls new here are published, in one round trip, before this
     returns; the phone count goes with the next refresh."""
     firsts = []
-    for poll_id in poll_ids:
-        _counts[poll_id] += 1
-        if _counts[poll_id] == 1:
-            firsts.append(poll_id)
+    for poll in polls:
+        _counts[poll.id] += 1
+        if _counts[poll.id] == 1:
+            firsts.append(poll)
     if phone_of_event is not None:
         _counts[phones_field(phone_of_event)] += 1
     _keep_refreshing()
@@ -75,10 +75,10 @@ async def presence_leave(*, poll_ids: list[int], phone_of_event: int | None = No
         await asyncio.to_thread(_publish, lambda client: client.hdel(_process_key, *lasts))
 
 
-def _publish_first_viewers(poll_ids: list[int]) -> None:
-    _publish(lambda client: _write_counts(client, {poll_id: _counts.get(poll_id, 1) for poll_id in poll_ids}))
-    for poll_id in poll_ids:
-        tally_mark_changed(poll_id=poll_id)
+def _publish_first_viewers(polls: list[PollRef]) -> None:
+    _publish(lambda client: _write_counts(client, {poll.id: _counts.get(poll.id, 1) for poll in polls}))
+    for poll in polls:
+        tally_mark_changed(poll=poll)
 
 
 def _write_counts(client: redis.Redis, counts: dict[int | str, int], *, replace: bool = False) -> None:

@@ -35,7 +35,7 @@ VOTES = {"Lisbon": 14, "Kraków": 9, "Edinburgh": 6, "Valencia": 3}
 
 
 def start_server(workdir: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS")}
     env |= {"DEBUG": "1", "SQLITE_PATH": str(workdir / "db.sqlite3"), "RATELIMIT_ENABLE": "0"}
     python = sys.executable
     subprocess.run([python, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)

@@ -61,7 +61,7 @@ def close_poll(manage: str) -> None:
 
 def main() -> None:
     workdir = tempfile.mkdtemp(prefix="ct-shots-")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS")}
     env |= {"DEBUG": "1", "SQLITE_PATH": f"{workdir}/db.sqlite3", "RATELIMIT_ENABLE": "0"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     server = subprocess.Popen(

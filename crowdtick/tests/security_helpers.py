@@ -98,6 +98,7 @@ def free_port() -> int:
 
 def embedded_env(directory: Path, **extra: str) -> dict[str, str]:
     """The environment of a server subprocess on embedded defaults, with its own SQLite file."""
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
+    services = ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS")
+    env = {key: value for key, value in os.environ.items() if key not in services}
     env = {key: value for key, value in env.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
     return env | {"SECRET_KEY": "security-test-" + "x" * 40, "SQLITE_PATH": str(directory / "db.sqlite3")} | extra

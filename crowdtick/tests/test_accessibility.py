@@ -28,7 +28,7 @@ def post_json(url: str, body: dict, **headers) -> dict:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("a11y")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS", "DEBUG")}
     env |= {"SECRET_KEY": "browser-test-secret", "SQLITE_PATH": str(tmp_path / "db.sqlite3")}
     processes.migrate(env)
     server = processes.uvicorn(processes.free_port(PORTS), env, tmp_path / "uvicorn.log").start()

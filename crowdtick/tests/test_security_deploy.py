@@ -207,7 +207,8 @@ def make_run(tmp_path: Path, **extra: str):
 
     Its SQLite file and generated key go to `tmp_path`, so the checkout is left as it was."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "PYTEST_"))}
-    for setting in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "REDIS_URL", "CLIENT_IP_HEADER", "ALLOWED_HOSTS"):
+    services = ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS")
+    for setting in ("SECRET_KEY", "DEBUG", *services, "CLIENT_IP_HEADER", "ALLOWED_HOSTS"):
         env.pop(setting, None)
     port, log = free_port(), tmp_path / "make-run.log"
     command = ["make", "--no-print-directory", "run", f"PORT={port}", f"SECRET_KEY_FILE={tmp_path / 'secret_key'}"]

@@ -1,16 +1,20 @@
-"""The queue of polls whose results changed, which the broadcaster empties on every tick."""
+"""The queue of polls whose results changed, which the broadcaster empties on every tick.
+
+Each shard holds the marks of its own polls (the vote's script adds them beside the tally); the
+broadcaster empties every shard's.
+"""
 
 import logging
 import threading
 
 import redis
 
-from polls.redis_client import get_redis
+from polls.redis_client import PollRef, redis_for_poll, redis_shards, server_name
 from polls.tallies.keys import CHANGED_KEY
 
 logger = logging.getLogger(__name__)
 
-# The most poll ids one tick takes; the rest wait for the next tick (a quarter second later).
+# The most poll ids one tick takes from a shard; the rest wait for the next tick (a quarter second later).
 POP_AT_MOST = 10_000
 
 
@@ -34,22 +38,30 @@ class _EmbeddedChanges:
 embedded_changes = _EmbeddedChanges()
 
 
-def tally_mark_changed(*, poll_id: int) -> None:
+def tally_mark_changed(*, poll: PollRef) -> None:
     """Asks the broadcaster to push this poll again (e.g. after it was closed)."""
-    client = get_redis()
+    client = redis_for_poll(poll)
     if client is None:
-        embedded_changes.add(poll_id)
+        embedded_changes.add(poll.id)
         return
     try:
-        client.sadd(CHANGED_KEY, poll_id)
+        client.sadd(CHANGED_KEY, poll.id)
     except redis.RedisError:
-        logger.warning("Redis unavailable: poll %s not marked changed", poll_id)
+        logger.warning("Redis unavailable: poll %s not marked changed", poll.id)
 
 
 def tally_pop_changed() -> set[int]:
-    """The ids of polls whose results changed since the last call (for the broadcaster)."""
-    client = get_redis()
-    if client is None:
+    """The ids of polls whose results changed since the last call (for the broadcaster).
+
+    A shard that does not answer keeps its marks for a later call: the other shards' polls are pushed.
+    """
+    shards = redis_shards()
+    if not shards:
         return embedded_changes.pop_all()
-    poll_ids = client.spop(CHANGED_KEY, POP_AT_MOST) or []
-    return {int(poll_id) for poll_id in poll_ids}
+    poll_ids: set[int] = set()
+    for client in shards:
+        try:
+            poll_ids.update(int(poll_id) for poll_id in client.spop(CHANGED_KEY, POP_AT_MOST) or [])
+        except redis.RedisError:
+            logger.warning("Redis shard %s unavailable: its polls' changes wait for it", server_name(client))
+    return poll_ids

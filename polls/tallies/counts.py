@@ -1,4 +1,8 @@
-"""Reading a poll's tally, counting a committed ballot in it, and rebuilding a missing one."""
+"""Reading a poll's tally, counting a committed ballot in it, and rebuilding a missing one.
+
+Every key of a poll is on its shard (`redis_for_poll`): the scripts here run there, and reading many
+polls' tallies costs one round trip per shard that holds some of them.
+"""
 
 import logging
 import time
@@ -14,7 +18,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from redis.commands.core import Script
 
 from polls.models import Ballot, Poll
-from polls.redis_client import get_redis
+from polls.redis_client import by_shard, redis_for_poll, redis_shards, server_name
 from polls.tallies.changes import embedded_changes
 from polls.tallies.keys import CHANGED_KEY, STALE_KEY, poll_tally_keys, tally_key, window_key
 from polls.words import CLOUD_MAX_TERMS, term_normalised, terms_of_ballot
@@ -228,24 +232,24 @@ return redis.call('HINCRBY', KEYS[1], 'version', ARGV[1])
 _fallback_cache: dict[int, tuple[float, Tally]] = {}
 
 
-def tally_record_ballot(*, poll_id: int, ballot_id: int, choice_ids: list[int], terms: Sequence[str] = ()) -> None:
+def tally_record_ballot(*, poll: Poll, ballot_id: int, choice_ids: list[int], terms: Sequence[str] = ()) -> None:
     """Counts one committed ballot (its choices, or a word cloud's terms as typed) in the cached tally
     and marks the poll changed.
 
     Runs after the ballot's commit. A Redis failure is logged and swallowed: the vote is
     already in the record, and the reconciler repairs the tally when Redis is back.
     """
-    client = get_redis()
+    client = redis_for_poll(poll)
     if client is None:
-        embedded_changes.add(poll_id)
+        embedded_changes.add(poll.id)
         return
     try:
-        tally, words, spellings = poll_tally_keys(poll_id)
-        keys = [tally, CHANGED_KEY, STALE_KEY, window_key(poll_id), words, spellings]
+        tally, words, spellings = poll_tally_keys(poll.id)
+        keys = [tally, CHANGED_KEY, STALE_KEY, window_key(poll.id), words, spellings]
         pairs = [item for spelling in terms for item in (term_normalised(spelling), spelling)]
-        scripts(client).record_ballot(keys=keys, args=[poll_id, ballot_id, len(choice_ids), *choice_ids, *pairs])
+        scripts(client).record_ballot(keys=keys, args=[poll.id, ballot_id, len(choice_ids), *choice_ids, *pairs])
     except redis.RedisError:
-        logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll_id)
+        logger.warning("Redis unavailable: ballot for poll %s counted in the record only", poll.id)
 
 
 def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
@@ -260,33 +264,41 @@ def tally_get(poll: Poll, *, cached: dict[str, str] | None = None) -> Tally:
 
 
 def tallies_get(polls: Sequence[Poll]) -> dict[int, Tally]:
-    """The tallies of `polls` (poll id -> tally) in one Redis round trip; those missing are rebuilt
-    from the record in one query and stored."""
-    client = get_redis()
-    if client is None:
+    """The tallies of `polls` (poll id -> tally) in one Redis round trip per shard; those missing are
+    rebuilt from the record in one query (per shard) and stored."""
+    if not redis_shards():
         return tallies_from_record(polls)
-    try:
-        pipeline = client.pipeline(transaction=False)
-        for poll in polls:
-            pipeline.hgetall(tally_key(poll.id))
-        clouds = [poll for poll in polls if poll.is_words]
-        for poll in clouds:
-            keys = poll_tally_keys(poll.id)[1:]
-            scripts(client).top_terms(keys=keys, args=[terms_to_read(poll)], client=pipeline)
-        replies = pipeline.execute()
-        hashes = replies[: len(polls)]
-        top_terms = dict(zip([poll.id for poll in clouds], replies[len(polls) :], strict=True))
-        tallies = {
-            poll.id: tally_from_hash(found, top_terms=top_terms.get(poll.id))
-            for poll, found in zip(polls, hashes, strict=True)
-            if found
-        }
-        missing = [poll for poll in polls if poll.id not in tallies]
-        if missing:
-            tallies |= _rebuild(client, missing)
-        return tallies
-    except redis.RedisError:
-        return _tallies_from_record_cached(polls)
+    tallies: dict[int, Tally] = {}
+    for client, on_shard in by_shard(list(polls)).items():
+        try:
+            tallies |= _tallies_on(client, on_shard)
+        except redis.RedisError:
+            tallies |= _tallies_from_record_cached(on_shard)
+    return tallies
+
+
+def _tallies_on(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
+    """The tallies of `polls`, all on the shard of `client`, in one round trip (a word cloud's most
+    frequent terms too); those missing rebuilt and stored."""
+    pipeline = client.pipeline(transaction=False)
+    for poll in polls:
+        pipeline.hgetall(tally_key(poll.id))
+    clouds = [poll for poll in polls if poll.is_words]
+    for poll in clouds:
+        keys = poll_tally_keys(poll.id)[1:]
+        scripts(client).top_terms(keys=keys, args=[terms_to_read(poll)], client=pipeline)
+    replies = pipeline.execute()
+    hashes = replies[: len(polls)]
+    top_terms = dict(zip([poll.id for poll in clouds], replies[len(polls) :], strict=True))
+    tallies = {
+        poll.id: tally_from_hash(found, top_terms=top_terms.get(poll.id))
+        for poll, found in zip(polls, hashes, strict=True)
+        if found
+    }
+    missing = [poll for poll in polls if poll.id not in tallies]
+    if missing:
+        tallies |= _rebuild(client, missing)
+    return tallies
 
 
 def terms_to_read(poll: Poll) -> int:
@@ -301,7 +313,7 @@ def tally_start(poll: Poll, *, pipeline: redis.client.Pipeline) -> None:
     counted at once instead of finding no tally and waiting for a rebuild from the record."""
     tally = Tally(counts={choice.id: 0 for choice in poll.choices.all()}, total=0, version=0)
     # Registered on the client, run in its pipeline: `scripts` is cached per client, not per pipeline.
-    scripts(get_redis()).store_if_absent(keys=poll_tally_keys(poll.id), args=_fields(tally), client=pipeline)
+    scripts(redis_for_poll(poll)).store_if_absent(keys=poll_tally_keys(poll.id), args=_fields(tally), client=pipeline)
 
 
 def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
@@ -322,15 +334,21 @@ def _rebuild(client: redis.Redis, polls: Sequence[Poll]) -> dict[int, Tally]:
 
 
 def tally_discard(*, poll_ids: set[int]) -> None:
-    """Forgets the cached tallies and stale marks of polls deleted or archived."""
-    client = get_redis()
-    if client is None or not poll_ids:
+    """Forgets the cached tallies and stale marks of polls deleted or archived.
+
+    On every shard: a poll deleted may be known by its id alone (the reconciler finds a stale mark of
+    it), and this is rare (one round trip per shard).
+    """
+    if not poll_ids:
         return
-    try:
-        client.delete(*(key for poll_id in poll_ids for key in poll_tally_keys(poll_id)))
-        client.srem(STALE_KEY, *poll_ids)
-    except redis.RedisError:
-        logger.warning("Redis unavailable: tallies of deleted polls %s left to expire", sorted(poll_ids))
+    for client in redis_shards():
+        try:
+            pipeline = client.pipeline(transaction=False)
+            pipeline.delete(*(key for poll_id in poll_ids for key in poll_tally_keys(poll_id)))
+            pipeline.srem(STALE_KEY, *poll_ids)
+            pipeline.execute()
+        except redis.RedisError:
+            logger.warning("Redis %s unavailable: tallies of polls %s kept", server_name(client), sorted(poll_ids))
 
 
 def tally_store_if_absent(client: redis.Redis, poll_id: int, tally: Tally) -> bool:

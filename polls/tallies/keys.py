@@ -1,13 +1,17 @@
 """The Redis keys of the tallies, in one place because the vote's Lua script touches most of them.
 
+On the poll's shard (`polls.redis_client.redis_for_poll`), since the vote's script touches them together:
 - `tally:<poll id>`: hash of `c:<choice id>` counts, `total` and `version`;
 - `tally:words:<poll id>`: a word cloud's sorted set, normalised term -> ballots naming it;
 - `tally:spellings:<poll id>`: a word cloud's hash of `n:<term>\t<spelling>` counts and `d:<term>`,
   the spelling shown (its most common), kept by the same script that counts the term;
-- `tally:changed`: set of poll ids whose results changed since the broadcaster last looked;
+- `tally:changed`: set of poll ids whose results changed since the broadcaster last looked; one per
+  shard, holding that shard's polls (the broadcaster empties every shard's);
 - `tally:stale`: set of poll ids whose cached tally may miss a ballot: the reconciler looks at them
-  whatever else it looks at;
-- `tally:window:<poll id>`: while the reconciler looks, the ids of the ballots counted since it began;
+  whatever else it looks at; one per shard, as `tally:changed`;
+- `tally:window:<poll id>`: while the reconciler looks, the ids of the ballots counted since it began.
+
+On the home server (`get_redis`):
 - `tally:reconciling`: the lock that keeps reconcile runs one at a time;
 - `tally:reconciled_until`: the time (ISO-8601) before which every ballot's poll has been reconciled.
 """

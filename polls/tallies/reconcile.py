@@ -7,6 +7,11 @@ cast while Redis was down are in the record only, and their tallies must still b
 time before which every ballot's poll was reconciled is kept in Redis: a Redis that restarts empty
 forgets it, and the next run looks back `CATCH_UP` instead; one restored from an older save finds
 the checkpoint that matches its older tallies.
+
+With several shards (`REDIS_SHARD_URLS`) the lock and the checkpoint are on the home server, and each
+batch is looked at shard by shard: a poll's tally, window and stale mark are on its shard, where the
+look's pipelines and scripts run. A shard that does not answer is left for the next run (the checkpoint
+stays where it was, so its polls' ballots are looked at again); the others are reconciled.
 """
 
 import itertools
@@ -23,7 +28,7 @@ from redis.lock import Lock
 
 from polls.models import Poll
 from polls.records import poll_ids_with_ballots_since, polls_with_choices
-from polls.redis_client import get_redis
+from polls.redis_client import PollRef, by_shard, get_redis, redis_for_poll, redis_shards, server_name
 from polls.tallies.counts import (
     Tally,
     scripts,
@@ -74,24 +79,31 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
     One run at a time (a lock in Redis): a call while another run looks returns 0. A poll whose
     repair fails is marked stale, so the next run looks at it again; the rest of the run goes on.
     """
-    client = get_redis()
-    if client is None:
+    home = get_redis()
+    if home is None:
         return 0
-    with _one_run_at_a_time(client) as lock:
+    with _one_run_at_a_time(home) as lock:
         if lock is None:
             return 0
         started = now or timezone.now()
-        checkpoint = client.get(RECONCILED_UNTIL_KEY)
+        checkpoint = home.get(RECONCILED_UNTIL_KEY)
         since = datetime.fromisoformat(checkpoint) if checkpoint else started - CATCH_UP
-        poll_ids = poll_ids_with_ballots_since(since=since) | tally_stale_poll_ids()
+        stale, complete = _stale_poll_ids_of_every_shard()
+        poll_ids = poll_ids_with_ballots_since(since=since) | stale
         repaired = 0
         for batch in itertools.batched(sorted(poll_ids), BATCH_SIZE):
             polls = polls_with_choices(poll_ids=batch)
             # A stale mark of a poll deleted since must not stay in the set forever.
             tally_discard(poll_ids=set(batch) - {poll.id for poll in polls})
-            repaired += _reconcile_locked(client, polls)
+            for client, on_shard in by_shard(polls).items():
+                try:
+                    repaired += _reconcile_locked(client, on_shard)
+                except redis.RedisError:
+                    complete = False
+                    logger.warning("Redis %s unavailable: its polls are reconciled next run", server_name(client))
             lock.extend(RECONCILE_LOCK_SECONDS, replace_ttl=True)
-        client.set(RECONCILED_UNTIL_KEY, (started - COMMIT_SLACK).isoformat())
+        if complete:
+            home.set(RECONCILED_UNTIL_KEY, (started - COMMIT_SLACK).isoformat())
         return repaired
 
 
@@ -101,19 +113,21 @@ def tally_reconcile_many(polls: Sequence[Poll], *, wait_seconds: float = 0) -> i
     One run at a time, as `tallies_reconcile_changed`; it leaves the checkpoint alone. While another
     run holds the lock it waits up to `wait_seconds` for it, then leaves the polls to the runs to come.
     """
-    client = get_redis()
-    if client is None or not polls:
+    home = get_redis()
+    if home is None or not polls:
         return 0
-    with _one_run_at_a_time(client, wait_seconds=wait_seconds) as lock:
-        return 0 if lock is None else _reconcile_locked(client, polls)
+    with _one_run_at_a_time(home, wait_seconds=wait_seconds) as lock:
+        if lock is None:
+            return 0
+        return sum(_reconcile_locked(client, on_shard) for client, on_shard in by_shard(list(polls)).items())
 
 
-def tally_mark_stale(*, poll_id: int) -> None:
+def tally_mark_stale(*, poll: PollRef) -> None:
     """Has the next reconcile run look at the poll whatever else it looks at: its record changed in a
     way no increment reports (ballots voided)."""
-    client = get_redis()
+    client = redis_for_poll(poll)
     if client is not None:
-        client.sadd(STALE_KEY, poll_id)
+        client.sadd(STALE_KEY, poll.id)
 
 
 @contextmanager
@@ -137,10 +151,20 @@ def _one_run_at_a_time(client: redis.Redis, *, wait_seconds: float = 0) -> Itera
 
 
 def tally_stale_poll_ids() -> set[int]:
-    client = get_redis()
-    if client is None:
-        return set()
-    return {int(poll_id) for poll_id in client.smembers(STALE_KEY)}
+    """The polls marked stale, on every shard."""
+    return {int(poll_id) for client in redis_shards() for poll_id in client.smembers(STALE_KEY)}
+
+
+def _stale_poll_ids_of_every_shard() -> tuple[set[int], bool]:
+    """The polls marked stale on the shards that answer, and whether every one did."""
+    poll_ids, complete = set(), True
+    for client in redis_shards():
+        try:
+            poll_ids |= {int(poll_id) for poll_id in client.smembers(STALE_KEY)}
+        except redis.RedisError:
+            complete = False
+            logger.warning("Redis %s unavailable: its stale marks wait for the next run", server_name(client))
+    return poll_ids, complete
 
 
 def _reconcile_locked(client: redis.Redis, polls: Sequence[Poll]) -> int:

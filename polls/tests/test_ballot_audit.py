@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from polls import ballot_audit, selectors, services
 from polls.models import Ballot
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll
 from polls.tallies import reconcile
 from polls.tallies.counts import tallies_from_record, tally_from_record, tally_get, tally_record_ballot
 from polls.tallies.keys import STALE_KEY, tally_key
@@ -128,7 +128,7 @@ def test_voiding_is_refused_whole_while_redis_is_down(transactional_db, monkeypa
     minute = a_minute_ago()
     network = stuff(poll, 5, minute=minute)
 
-    def unreachable(*, poll_id):
+    def unreachable(*, poll):
         raise services.redis.ConnectionError("down")
 
     monkeypatch.setattr(services, "tally_mark_stale", unreachable)
@@ -149,7 +149,7 @@ def test_a_burst_voided_while_votes_keep_arriving_leaves_the_tally_exact_and_its
 
     def watch_the_version():
         while not stop.is_set():
-            versions.append(int(get_redis().hget(tally_key(poll.id), "version")))
+            versions.append(int(redis_for_poll(poll).hget(tally_key(poll.id), "version")))
 
     def cast_or_void(i):
         if i == 200:
@@ -170,8 +170,8 @@ def test_a_burst_voided_while_votes_keep_arriving_leaves_the_tally_exact_and_its
     assert redis_counts(poll) == record_counts(poll)
     assert record_counts(poll)["total"] == 1499
     assert versions == sorted(versions), "the tally's version went back"
-    assert int(get_redis().hget(tally_key(poll.id), "version")) >= versions[-1]
-    assert not get_redis().sismember(STALE_KEY, poll.id)
+    assert int(redis_for_poll(poll).hget(tally_key(poll.id), "version")) >= versions[-1]
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
 
 @with_services
@@ -186,7 +186,7 @@ def test_a_voided_ballot_whose_count_reaches_redis_during_the_look_is_taken_off_
     Ballot.objects.filter(pk=late.pk).update(voided_at=timezone.now())
 
     def the_late_increment_lands(seconds):
-        tally_record_ballot(poll_id=poll.id, ballot_id=late.pk, choice_ids=[tea.id])
+        tally_record_ballot(poll=poll, ballot_id=late.pk, choice_ids=[tea.id])
 
     monkeypatch.setattr(reconcile.time, "sleep", the_late_increment_lands)
     reconcile.tally_reconcile_many(selectors.polls_with_choices(poll_ids=[poll.id]))

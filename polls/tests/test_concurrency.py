@@ -21,7 +21,7 @@ from django.db import connection, connections
 from crowdtick.celery import app as celery_app
 from polls import selectors, services, tasks, upkeep
 from polls.models import Ballot
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll, redis_servers
 from polls.tallies import reconcile
 from polls.tallies.counts import tally_from_record, tally_get
 from polls.tallies.keys import STALE_KEY, tally_key
@@ -60,7 +60,7 @@ def in_threads(function, arguments, *, threads=32):
 
 
 def redis_counts(poll):
-    cached = get_redis().hgetall(tally_key(poll.id))
+    cached = redis_for_poll(poll).hgetall(tally_key(poll.id))
     return {key: int(value) for key, value in cached.items() if key != "version"}
 
 
@@ -127,8 +127,8 @@ def worker(celery_worker, transactional_db):
 
 @pytest.fixture
 def throwaway_redis(settings):
-    """A private redis-server on a free port of this project's range, pointed at by REDIS_URL,
-    so a test may stop it without touching the shared one."""
+    """A private redis-server on a free port of this project's range, pointed at by REDIS_URL (and as
+    its one shard), so a test may stop it without touching the shared one."""
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
     port = _free_port(range(8400, 8500))
@@ -149,6 +149,7 @@ def throwaway_redis(settings):
         pytest.fail("the throwaway redis-server did not start")
 
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    settings.REDIS_SHARD_URLS = [settings.REDIS_URL]
     servers = [start()]
     yield servers, start
     for process in servers:
@@ -200,7 +201,7 @@ def test_five_thousand_distinct_voters_in_parallel_make_five_thousand_ballots_an
         "total": 5000,
         **{f"c:{c.id}": len(range(i, 5000, 3)) for i, c in enumerate(choices)},
     }
-    assert int(get_redis().hget(tally_key(poll.id), "version")) == 5000
+    assert int(redis_for_poll(poll).hget(tally_key(poll.id), "version")) == 5000
 
 
 def test_the_worker_restores_exact_counts_after_redis_is_flushed_midway(worker):
@@ -212,10 +213,11 @@ def test_the_worker_restores_exact_counts_after_redis_is_flushed_midway(worker):
         services.vote_cast(poll=poll, choice_ids=[choices[i % 3].id], voter_key=f"v{i}", ip_address=None)
 
     in_threads(cast, range(0, 600))
-    get_redis().flushdb()  # the tally, the changed marks and the broker's bindings are gone
+    for server in redis_servers():
+        server.flushdb()  # the tally, the changed marks and the broker's bindings are gone
     in_threads(cast, range(600, 1200))
-    assert not get_redis().exists(tally_key(poll.id))  # votes do not invent a partial tally...
-    assert get_redis().sismember(STALE_KEY, poll.id)  # ...they mark it stale for the reconciler
+    assert not redis_for_poll(poll).exists(tally_key(poll.id))  # votes do not invent a partial tally...
+    assert redis_for_poll(poll).sismember(STALE_KEY, poll.id)  # ...they mark it stale for the reconciler
 
     with celery_app.connection_for_write() as broker:
         for queue in celery_app.amqp.queues.values():
@@ -223,14 +225,14 @@ def test_the_worker_restores_exact_counts_after_redis_is_flushed_midway(worker):
     tasks.reconcile_tallies.delay()
 
     def repaired():  # the count first, then the mark, once the rebuilt tally had its second look
-        return redis_counts(poll) == record_counts(poll) and not get_redis().sismember(STALE_KEY, poll.id)
+        return redis_counts(poll) == record_counts(poll) and not redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not repaired():
         time.sleep(0.1)
     assert Ballot.objects.filter(poll=poll).count() == 1200
     assert redis_counts(poll) == record_counts(poll)
-    assert not get_redis().sismember(STALE_KEY, poll.id)
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
 
 def test_votes_still_succeed_with_redis_stopped_and_the_tally_heals_when_it_returns(transactional_db, throwaway_redis):
@@ -278,10 +280,10 @@ def test_a_tally_that_lost_votes_is_exact_after_one_reconcile_run_while_votes_ke
         services.vote_cast(poll=poll, choice_ids=[choices[i % 3].id], voter_key=f"v{i}", ip_address=None)
 
     # Redis restarted from an older save: the tally misses six ballots the record holds.
-    saved = get_redis().hgetall(tally_key(poll.id))
+    saved = redis_for_poll(poll).hgetall(tally_key(poll.id))
     in_threads(cast, range(0, 6), threads=3)
-    get_redis().delete(tally_key(poll.id))
-    get_redis().hset(tally_key(poll.id), mapping=saved)
+    redis_for_poll(poll).delete(tally_key(poll.id))
+    redis_for_poll(poll).hset(tally_key(poll.id), mapping=saved)
 
     def votes_arrive_while_the_reconciler_looks(seconds):
         in_threads(cast, range(6, 10), threads=2)  # committed and counted in Redis meanwhile

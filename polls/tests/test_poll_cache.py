@@ -12,7 +12,7 @@ from django.db import connection
 
 from polls import poll_cache, selectors, services
 from polls.models import Poll
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -43,16 +43,16 @@ def test_a_poll_closed_by_another_process_is_closed_at_the_next_lookup():
     poll = make_poll()
     assert selectors.poll_get(slug=poll.slug).is_open()
     close_behind_the_cache(poll)
-    get_redis().incr(f"pollrev:{poll.slug}")  # what that process's poll_close does after its commit
+    redis_for_poll(poll).incr(f"pollrev:{poll.slug}")  # what that process's poll_close does after its commit
 
     assert not selectors.poll_get(slug=poll.slug).is_open()
 
 
 def test_closing_through_the_service_bumps_the_revision_other_processes_check():
     poll = selectors.poll_get(slug=make_poll().slug)
-    before = get_redis().get(f"pollrev:{poll.slug}")
+    before = redis_for_poll(poll).get(f"pollrev:{poll.slug}")
     services.poll_close(poll=poll)
-    assert get_redis().get(f"pollrev:{poll.slug}") != before
+    assert redis_for_poll(poll).get(f"pollrev:{poll.slug}") != before
     with pytest.raises(services.PollClosed):
         services.vote_cast(poll=selectors.poll_get(slug=poll.slug), choice_ids=[], voter_key="v", ip_address=None)
 
@@ -145,7 +145,7 @@ def test_a_shared_copy_older_than_the_revision_is_not_used(monkeypatch):
     poll = make_poll()
     selectors.poll_get(slug=poll.slug)
     close_behind_the_cache(poll)
-    get_redis().incr(f"pollrev:{poll.slug}")
+    redis_for_poll(poll).incr(f"pollrev:{poll.slug}")
     monkeypatch.setattr(poll_cache, "_local", poll_cache._LocalPolls())
 
     assert not selectors.poll_get(slug=poll.slug).is_open()
@@ -175,9 +175,9 @@ def test_a_cold_polls_public_results_take_one_redis_round_trip_and_no_query(monk
 def test_a_shared_copy_written_before_a_poll_field_was_added_is_a_miss_not_an_error():
     # Copies live an hour: right after a deploy that adds a field to Poll, the old ones are still there.
     poll = make_poll()
-    poll_id, revision, body = get_redis().get(f"pollcopy:{poll.slug}").split("|", 2)
+    poll_id, revision, body = redis_for_poll(poll).get(f"pollcopy:{poll.slug}").split("|", 2)
     row, choices = json.loads(body)
-    get_redis().set(f"pollcopy:{poll.slug}", f"{poll_id}|{revision}|{json.dumps([row[:-1], choices])}")
+    redis_for_poll(poll).set(f"pollcopy:{poll.slug}", f"{poll_id}|{revision}|{json.dumps([row[:-1], choices])}")
     assert selectors.poll_get(slug=poll.slug).question == "Cached?"
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from polls import exports, jobs, selectors, services, tasks, upkeep
 from polls.exports import poll_export_file
 from polls.models import Ballot
-from polls.redis_client import get_redis
+from polls.redis_client import get_redis, redis_for_poll
 from polls.tallies import reconcile
 from polls.tallies.changes import tally_pop_changed
 from polls.tallies.counts import tallies_from_record, tally_from_record, tally_get, tally_record_ballot
@@ -64,7 +64,7 @@ def test_reconcile_repairs_a_drifted_tally_and_moves_its_version_forward():
         vote(poll, f"v{i}")
     tally_get(poll)
     apple = poll.choices.all()[0]
-    redis = get_redis()
+    redis = redis_for_poll(poll)
     redis.hincrby(tally_key(poll.id), f"c:{apple.id}", 5)  # drift: five selections nobody cast
     redis.hincrby(tally_key(poll.id), "version", 1)
     drifted_version = int(redis.hget(tally_key(poll.id), "version"))
@@ -91,7 +91,7 @@ def test_a_ballot_counted_while_the_reconciler_looks_is_not_counted_twice(monkey
     ballot = Ballot.objects.get(poll=poll, voter_key="in-flight")
 
     def the_increment_lands_meanwhile(seconds):
-        tally_record_ballot(poll_id=poll.id, ballot_id=ballot.id, choice_ids=[apple.id])
+        tally_record_ballot(poll=poll, ballot_id=ballot.id, choice_ids=[apple.id])
 
     monkeypatch.setattr(reconcile.time, "sleep", the_increment_lands_meanwhile)
 
@@ -105,7 +105,7 @@ def test_a_look_that_redis_lost_midway_repairs_nothing_and_the_next_run_does(mon
     poll = make_poll()
     tally_get(poll)
     vote(poll, "lost")  # in the record; its increment never reached Redis
-    redis = get_redis()
+    redis = redis_for_poll(poll)
 
     def redis_restarts_from_a_save_older_than_the_window(seconds):
         redis.delete(window_key(poll.id))
@@ -128,7 +128,7 @@ def test_a_tally_replaced_during_the_look_is_not_corrected_by_it(monkeypatch):
     vote(poll, "lost")
 
     def a_rebuild_replaces_the_tally(seconds):
-        get_redis().hincrby(tally_key(poll.id), "version", 1)  # a change the window did not see
+        redis_for_poll(poll).hincrby(tally_key(poll.id), "version", 1)  # a change the window did not see
 
     monkeypatch.setattr(reconcile.time, "sleep", a_rebuild_replaces_the_tally)
     assert tasks.reconcile_tallies() == 0
@@ -156,24 +156,24 @@ def test_reconcile_rebuilds_a_tally_lost_with_redis_and_clears_the_stale_mark():
     poll = make_poll()
     tally_get(poll)
     vote(poll, "before")
-    get_redis().delete(tally_key(poll.id))
+    redis_for_poll(poll).delete(tally_key(poll.id))
     vote(poll, "after")  # finds no tally to increment: marks the poll stale instead
-    assert get_redis().sismember(STALE_KEY, poll.id)
+    assert redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
     tasks.reconcile_tallies()
 
-    assert get_redis().hget(tally_key(poll.id), "total") == "2"
-    assert not get_redis().sismember(STALE_KEY, poll.id)
+    assert redis_for_poll(poll).hget(tally_key(poll.id), "total") == "2"
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
 
 @needs_redis
 def test_reconcile_forgets_stale_marks_of_deleted_polls():
     poll = make_poll()
     poll_id = poll.id
-    get_redis().sadd(STALE_KEY, poll_id)
+    redis_for_poll(poll).sadd(STALE_KEY, poll_id)
     poll.delete()
     tasks.reconcile_tallies()
-    assert not get_redis().sismember(STALE_KEY, poll_id)
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll_id)
 
 
 def test_a_poll_whose_deadline_passed_is_announced():
@@ -190,9 +190,9 @@ def test_a_deadline_is_announced_once_across_beat_ticks():
     poll = make_poll(closes_at=timezone.now() + timedelta(hours=1))
     type(poll).objects.filter(id=poll.id).update(closes_at=timezone.now() - timedelta(seconds=1))
     assert tasks.announce_deadlines() == 1
-    get_redis().delete(CHANGED_KEY)
+    redis_for_poll(poll).delete(CHANGED_KEY)
     assert tasks.announce_deadlines() == 0
-    assert not get_redis().sismember(CHANGED_KEY, poll.id)
+    assert not redis_for_poll(poll).sismember(CHANGED_KEY, poll.id)
 
 
 def test_the_export_file_holds_every_ballot_without_voter_keys(tmp_path, settings):
@@ -358,7 +358,7 @@ def test_a_tally_that_appears_while_the_reconciler_looks_does_not_crash_the_run(
 
     tasks.reconcile_tallies()
     assert tally_get(poll).counts == tally_from_record(poll).counts
-    assert not get_redis().sismember(STALE_KEY, poll.id)
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll.id)
 
 
 @needs_redis
@@ -368,15 +368,15 @@ def test_a_tally_that_disappears_while_the_reconciler_looks_is_rebuilt_by_the_ne
     vote(poll, "counted")
 
     def redis_loses_the_tally_meanwhile(seconds):
-        get_redis().delete(tally_key(poll.id))
+        redis_for_poll(poll).delete(tally_key(poll.id))
 
     monkeypatch.setattr(reconcile.time, "sleep", redis_loses_the_tally_meanwhile)
     assert tasks.reconcile_tallies() == 0
-    assert get_redis().sismember(STALE_KEY, poll.id)
+    assert redis_for_poll(poll).sismember(STALE_KEY, poll.id)
     monkeypatch.undo()
 
     tasks.reconcile_tallies()
-    assert get_redis().hget(tally_key(poll.id), "total") == "1"
+    assert redis_for_poll(poll).hget(tally_key(poll.id), "total") == "1"
 
 
 @needs_redis
@@ -384,7 +384,7 @@ def test_a_poll_whose_repair_fails_is_marked_stale_and_the_others_are_still_repa
     broken, fine = make_poll(), make_poll()
     for poll in (broken, fine):
         tally_get(poll)
-        get_redis().hincrby(tally_key(poll.id), "total", 7)  # drift on both
+        redis_for_poll(poll).hincrby(tally_key(poll.id), "total", 7)  # drift on both
         vote(poll, "v")
     repair_one = reconcile._repair_one
 
@@ -396,7 +396,7 @@ def test_a_poll_whose_repair_fails_is_marked_stale_and_the_others_are_still_repa
     monkeypatch.setattr(reconcile, "_repair_one", fails_for_one_poll)
     assert tasks.reconcile_tallies() == 1
     assert tally_get(fine).total == 1
-    assert get_redis().sismember(STALE_KEY, broken.id)
+    assert redis_for_poll(broken).sismember(STALE_KEY, broken.id)
 
     monkeypatch.undo()
     assert tasks.reconcile_tallies() == 1  # the stale mark brings it back, though it took no new vote
@@ -410,8 +410,8 @@ def test_reconcile_touches_no_poll_without_a_ballot_since_the_last_run():
         vote(poll, "long-ago")
         Ballot.objects.filter(poll=poll).update(submitted_at=timezone.now() - timedelta(hours=1))
         tally_get(poll)
-        get_redis().srem(STALE_KEY, poll.id)
-        get_redis().hincrby(tally_key(poll.id), "total", 5)  # drift that only a look would repair
+        redis_for_poll(poll).srem(STALE_KEY, poll.id)
+        redis_for_poll(poll).hincrby(tally_key(poll.id), "total", 5)  # drift that only a look would repair
     vote(busy, "now")
     now = timezone.now()
 
@@ -421,7 +421,7 @@ def test_reconcile_touches_no_poll_without_a_ballot_since_the_last_run():
 
     # A run looks back to where the last one began (less the commit slack), then never again.
     upkeep.tallies_reconcile(now=now + timedelta(minutes=1))
-    get_redis().hincrby(tally_key(busy.id), "total", 5)
+    redis_for_poll(busy).hincrby(tally_key(busy.id), "total", 5)
     assert upkeep.tallies_reconcile(now=now + timedelta(minutes=2)) == 0
     vote_at(busy, "later", now + timedelta(minutes=2))
     assert upkeep.tallies_reconcile(now=now + timedelta(minutes=3)) == 1
@@ -434,19 +434,19 @@ def test_reconcile_works_through_many_changed_polls_in_bounded_batches(monkeypat
     polls = [make_poll() for _ in range(5)]
     for poll in polls:
         tally_get(poll)
-        get_redis().srem(STALE_KEY, poll.id)
+        redis_for_poll(poll).srem(STALE_KEY, poll.id)
         vote(poll, "v")
-        get_redis().hincrby(tally_key(poll.id), "total", 3)
+        redis_for_poll(poll).hincrby(tally_key(poll.id), "total", 3)
     looked_at = []
-    reconcile_batch = reconcile._reconcile
+    polls_of_a_batch = reconcile.polls_with_choices
 
-    def spy(client, batch):
-        looked_at.append(len(batch))
-        return reconcile_batch(client, batch)
+    def spy(*, poll_ids):
+        looked_at.append(len(poll_ids))
+        return polls_of_a_batch(poll_ids=poll_ids)
 
-    monkeypatch.setattr(reconcile, "_reconcile", spy)
+    monkeypatch.setattr(reconcile, "polls_with_choices", spy)
     assert tasks.reconcile_tallies() == 5
-    assert looked_at == [2, 2, 1]
+    assert looked_at == [2, 2, 1]  # each batch is then looked at shard by shard
     assert [tally_get(poll).total for poll in polls] == [1] * 5
 
 
@@ -454,11 +454,11 @@ def test_reconcile_works_through_many_changed_polls_in_bounded_batches(monkeypat
 @pytest.mark.django_db(transaction=True)
 def test_a_new_poll_has_an_empty_tally_so_its_first_votes_count_at_once_without_a_rebuild():
     poll = make_poll()  # committed: its tally was stored after the commit
-    assert get_redis().hgetall(tally_key(poll.id)) == {
+    assert redis_for_poll(poll).hgetall(tally_key(poll.id)) == {
         "version": "0",
         "total": "0",
         **{f"c:{choice.id}": "0" for choice in poll.choices.all()},
     }
     vote(poll, "first")
     assert tally_get(poll).total == 1
-    assert not get_redis().sismember(STALE_KEY, poll.id)  # counted, not left for the reconciler
+    assert not redis_for_poll(poll).sismember(STALE_KEY, poll.id)  # counted, not left for the reconciler

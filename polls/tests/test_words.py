@@ -11,7 +11,7 @@ from django.test import TestCase
 
 from polls import moderation, selectors, services, tasks
 from polls.models import Ballot, Poll
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll
 from polls.tallies import reconcile
 from polls.tallies.counts import tally_from_record, tally_get, tally_record_ballot
 from polls.tallies.keys import poll_tally_keys, tally_key, words_key
@@ -125,7 +125,7 @@ def test_redis_counts_the_terms_after_the_commit_as_the_record_does():
         send(poll, str(voter), *words)
     cached, record = tally_get(poll), tally_from_record(poll)
     assert cached.terms == record.terms == {"cats": 3, "dogs": 2, "birds": 1}
-    assert get_redis().zscore(words_key(poll.id), "cats") == 3
+    assert redis_for_poll(poll).zscore(words_key(poll.id), "cats") == 3
     assert cached.total == record.total == 3
 
 
@@ -135,9 +135,9 @@ def test_a_lost_tally_is_rebuilt_from_the_record_with_its_spellings():
     send(poll, "a", "Paris")
     send(poll, "b", "paris")
     send(poll, "c", "Paris")
-    get_redis().delete(*poll_tally_keys(poll.id))
+    redis_for_poll(poll).delete(*poll_tally_keys(poll.id))
     assert cloud(poll) == [("Paris", 3)]  # rebuilt on this read
-    assert get_redis().zscore(words_key(poll.id), "paris") == 3
+    assert redis_for_poll(poll).zscore(words_key(poll.id), "paris") == 3
     send(poll, "d", "PARIS")
     assert cloud(poll) == [("Paris", 4)]
 
@@ -147,7 +147,7 @@ def test_reconcile_repairs_drifted_terms_and_drops_phantom_ones():
     poll = make_cloud()
     send(poll, "a", "rain")
     send(poll, "b", "rain", "sun")
-    client = get_redis()
+    client = redis_for_poll(poll)
     client.zincrby(words_key(poll.id), 7, "rain")  # drift: seven namings nobody sent
     client.zadd(words_key(poll.id), {"snow": 2})  # a term no ballot holds
     client.zrem(words_key(poll.id), "sun")  # and one lost
@@ -167,7 +167,7 @@ def test_a_ballot_counted_while_the_reconciler_looks_is_not_counted_twice(monkey
     ballot = Ballot.objects.get(poll=poll)  # committed; its increment has not reached Redis yet
 
     def the_increment_lands_meanwhile(seconds):
-        tally_record_ballot(poll_id=poll.id, ballot_id=ballot.id, choice_ids=[], terms=["late"])
+        tally_record_ballot(poll=poll, ballot_id=ballot.id, choice_ids=[], terms=["late"])
 
     monkeypatch.setattr(reconcile.time, "sleep", the_increment_lands_meanwhile)
     assert tasks.reconcile_tallies() == 0
@@ -181,7 +181,7 @@ def test_voided_ballots_leave_the_cloud():
     for voter in range(3):
         send(poll, f"stuffer{voter}", "spam")
     Ballot.objects.filter(poll=poll, voter_key__startswith="stuffer").update(voided_at="2026-01-01T00:00:00Z")
-    reconcile.tally_mark_stale(poll_id=poll.id)
+    reconcile.tally_mark_stale(poll=poll)
 
     tasks.reconcile_tallies()
 
@@ -247,6 +247,6 @@ def test_deleting_a_word_cloud_forgets_its_terms_in_redis():
     poll = make_cloud()
     tally_get(poll)
     send(poll, "a", "gone")
-    assert get_redis().exists(tally_key(poll.id), words_key(poll.id)) == 2
+    assert redis_for_poll(poll).exists(tally_key(poll.id), words_key(poll.id)) == 2
     services.poll_delete(poll=selectors.poll_get(slug=poll.slug))
-    assert get_redis().exists(*poll_tally_keys(poll.id)) == 0
+    assert redis_for_poll(poll).exists(*poll_tally_keys(poll.id)) == 0

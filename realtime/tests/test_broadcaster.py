@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from polls import moderation, selectors, services
-from polls.redis_client import get_redis
+from polls.redis_client import redis_for_poll
 from polls.tallies.changes import tally_mark_changed
 from polls.tallies.keys import tally_key
 from polls.tallies.reconcile import tally_reconcile_many
@@ -63,7 +63,7 @@ def test_many_votes_within_a_tick_make_one_push_with_the_full_tally():
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the cached tally lives in Redis")
 def test_it_never_pushes_a_version_lower_than_one_already_pushed():
     poll, _ = make_poll()
-    redis = get_redis()
+    redis = redis_for_poll(poll)
 
     def three_votes():
         for _ in range(3):
@@ -71,7 +71,7 @@ def test_it_never_pushes_a_version_lower_than_one_already_pushed():
 
     def redis_loses_the_last_two_increments():
         redis.hset(tally_key(poll.id), mapping={"version": 1, "total": 1, f"c:{poll.choices.first().id}": 1})
-        tally_mark_changed(poll_id=poll.id)
+        tally_mark_changed(poll=poll)
 
     def the_reconciler_repairs_it_then_a_vote():
         assert tally_reconcile_many([poll]) == 1

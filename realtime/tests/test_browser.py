@@ -28,7 +28,7 @@ document.addEventListener("transitionrun", (e) => {
 
 
 def _embedded_env(tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS")}
     return env | {"SECRET_KEY": "browser-test", "SQLITE_PATH": str(tmp_path / "db.sqlite3"), "RATELIMIT_ENABLE": "0"}
 
 

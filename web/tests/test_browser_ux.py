@@ -21,7 +21,7 @@ LAN_HOST = "crowdtick.test"
 
 @pytest.fixture
 def site(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DEBUG")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "REDIS_SHARD_URLS", "DEBUG")}
     env |= {
         "SECRET_KEY": "browser-test-secret",
         "SQLITE_PATH": str(tmp_path / "db.sqlite3"),
