@@ -4,9 +4,9 @@
 machine it does not exist yet, and Django cannot create it (it needs a connection to a database first). This
 module imports no Django, so `scripts/stack` runs it before `migrate`:
 
-    python -m crowdtick.database "$DATABASE_URL" "$REDIS_URL"
+    python -m crowdtick.database "$DATABASE_URL" "$REDIS_URL" [REDIS_URL of each shard ...]
 
-It also checks that the Redis database belongs to this PostgreSQL database. Redis keys are named by
+It also checks that each Redis database belongs to this PostgreSQL database. Redis keys are named by
 poll id (`tally:18`), so two sites sharing one Redis database would count into each other's
 tallies: a load test on one database after another on a second, both on Redis database 0, did.
 """
@@ -46,17 +46,20 @@ def claim_redis(redis_url: str, database_url: str) -> str | None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python -m crowdtick.database DATABASE_URL [REDIS_URL]")
-    if ensure_database(sys.argv[1]):
-        print(f"created the PostgreSQL database {urllib.parse.urlsplit(sys.argv[1]).path.lstrip('/')!r}")
-    try:
-        other = claim_redis(sys.argv[2], sys.argv[1]) if len(sys.argv) == 3 else None
-    except redis.ConnectionError as error:  # the site runs without Redis too; say so and go on
-        print(f"Redis does not answer ({error}); not checking whose tallies it holds")
-        other = None
-    if other:
-        sys.exit(
-            f"Redis {sys.argv[2]} holds the tallies of another database ({other}): its keys would mix with this "
-            "site's. Use another REDIS_URL (e.g. another database number), or empty that one (redis-cli -n N flushdb)."
-        )
+    if len(sys.argv) < 2:
+        sys.exit("usage: python -m crowdtick.database DATABASE_URL [REDIS_URL ...]")
+    database_url, redis_urls = sys.argv[1], list(dict.fromkeys(sys.argv[2:]))
+    if ensure_database(database_url):
+        print(f"created the PostgreSQL database {urllib.parse.urlsplit(database_url).path.lstrip('/')!r}")
+    for redis_url in redis_urls:
+        try:
+            other = claim_redis(redis_url, database_url)
+        except redis.ConnectionError as error:  # the site runs without Redis too; say so and go on
+            print(f"Redis {redis_url} does not answer ({error}); not checking whose tallies it holds")
+            continue
+        if other:
+            sys.exit(
+                f"Redis {redis_url} holds the tallies of another database ({other}): its keys would mix with this "
+                "site's. Use another Redis database (e.g. another database number), or empty that one "
+                "(redis-cli -n N flushdb)."
+            )

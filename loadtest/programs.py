@@ -13,7 +13,7 @@ import shutil
 import sys
 
 # Debian package of each program.
-DEBIAN_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "chromium": "chromium"}
+DEBIAN_PACKAGES = {"nginx": "nginx", "wrk": "wrk", "chromium": "chromium", "redis-server": "redis-server"}
 # Debian installs daemons here, which is not on every user's PATH.
 SBIN_DIRECTORIES = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
