@@ -15,14 +15,14 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from django.conf import settings
-from django.test import Client
+from django.test import Client, TestCase
 
 from crowdtick.tests.processes import free_port
-from polls import upkeep
+from polls import selectors, services, upkeep
 from polls.redis_client import get_redis, redis_for_poll, redis_shards
 from polls.tallies.changes import tally_pop_changed
-from polls.tallies.counts import tally_from_record
-from polls.tallies.keys import CHANGED_KEY, STALE_KEY, tally_key
+from polls.tallies.counts import tally_from_record, tally_get
+from polls.tallies.keys import CHANGED_KEY, STALE_KEY, poll_tally_keys, tally_key, words_key
 from polls.tallies.reconcile import RECONCILED_UNTIL_KEY, tally_stale_poll_ids
 from realtime.broadcaster import Broadcaster
 from realtime.tests.helpers import connect, make_poll, version_of, vote
@@ -124,6 +124,29 @@ def test_every_key_of_a_poll_is_on_the_shard_its_slug_names_and_polls_land_on_bo
 
     every_poll = [poll.id for polls in by_shard.values() for poll in polls]
     assert tally_pop_changed() == set(every_poll)  # the broadcaster takes the marks of both shards
+
+
+def test_a_word_clouds_terms_live_on_its_shard_with_its_tally_and_are_repaired_there(two_shards):
+    clouds = {}  # shard index -> a word cloud there
+    for n in range(100):
+        poll, _ = services.poll_create(question=f"One word {n}?", kind="words")
+        clouds.setdefault(zlib.crc32(poll.slug.encode()) % 2, poll)
+        if len(clouds) == 2:
+            break
+    assert len(clouds) == 2, "100 word clouds and all on one shard"
+    servers = redis_shards()
+    for index, poll in clouds.items():
+        poll = selectors.poll_get(slug=poll.slug)
+        for voter, word in enumerate(["Rain", "rain", "sun"]):
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                services.vote_cast(poll=poll, choice_ids=[], words=[word], voter_key=f"v{voter}", ip_address=None)
+        here, there = servers[index], servers[1 - index]
+        assert here.exists(*poll_tally_keys(poll.id)) == 3 and there.exists(*poll_tally_keys(poll.id)) == 0
+        here.zincrby(words_key(poll.id), 4, "sun")  # drift on this shard only
+    upkeep.tallies_reconcile()
+    for poll in clouds.values():
+        assert tally_get(selectors.poll_get(slug=poll.slug)).terms == tally_from_record(poll).terms
+        assert tally_from_record(poll).terms == {"rain": 2, "sun": 1}
 
 
 def test_viewers_of_polls_on_both_shards_get_every_push_over_a_channel_layer_on_both(two_shards):
