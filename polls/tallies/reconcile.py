@@ -88,7 +88,7 @@ def tallies_reconcile_changed(*, now: datetime | None = None) -> int:
         started = now or timezone.now()
         checkpoint = home.get(RECONCILED_UNTIL_KEY)
         since = datetime.fromisoformat(checkpoint) if checkpoint else started - CATCH_UP
-        stale, complete = _stale_poll_ids_of_every_shard()
+        stale, complete = tally_stale_poll_ids()
         poll_ids = poll_ids_with_ballots_since(since=since) | stale
         repaired = 0
         for batch in itertools.batched(sorted(poll_ids), BATCH_SIZE):
@@ -150,13 +150,8 @@ def _one_run_at_a_time(client: redis.Redis, *, wait_seconds: float = 0) -> Itera
             lock.release()
 
 
-def tally_stale_poll_ids() -> set[int]:
-    """The polls marked stale, on every shard."""
-    return {int(poll_id) for client in redis_shards() for poll_id in client.smembers(STALE_KEY)}
-
-
-def _stale_poll_ids_of_every_shard() -> tuple[set[int], bool]:
-    """The polls marked stale on the shards that answer, and whether every one did."""
+def tally_stale_poll_ids() -> tuple[set[int], bool]:
+    """The polls marked stale on the shards that answer, and whether every shard did."""
     poll_ids, complete = set(), True
     for client in redis_shards():
         try:
