@@ -516,7 +516,7 @@ def measure(args, count: int, base: str, ws_bases: list[str], processes: Process
     window = [sum(1 for t, _ in trace if started <= t < started + args.duration) for trace in received["traces"]]
     cpu = {role: round(statistics.mean(samples), 1) for role, samples in sampler.cpu.items() if samples}
     return {
-        "target": args.target if args.target == "stack" else f"own ({args.asgi})",
+        "target": target_name(args),
         "viewers": count,
         "connected": connected,
         "connect_failures": failed,
@@ -608,7 +608,7 @@ def measure_next_question(
     per_round = next_question_latencies(rounds, received["traces"])
     return {
         "measure": NEXT_QUESTION,
-        "target": args.target if args.target == "stack" else f"own ({args.asgi})",
+        "target": target_name(args),
         "phones": count,
         "connected": connected,
         "connect_failures": failed,
@@ -679,6 +679,14 @@ def idle_check(args, base: str, ws_bases: list[str], out_dir: Path) -> dict:
     }
 
 
+def target_name(args) -> str:
+    """The target as the tables name it: the stack (with its Redis shards when more than one), or own servers."""
+    if args.target != "stack":
+        return f"own ({args.asgi})"
+    shards = int(os.environ.get("CT_REDIS_SHARDS", "1") or 1)
+    return "stack" if shards <= 1 else f"stack, {shards} Redis shards"
+
+
 def _cell(ms: int | None) -> str:
     return "never" if ms is None else f"{ms:,}"
 
@@ -690,7 +698,7 @@ def measure_of(result: dict) -> str:
 def result_key(result: dict) -> tuple:
     """What a later run replaces a result by, and the order of the tables' rows."""
     count = result["phones"] if measure_of(result) == NEXT_QUESTION else result["viewers"]
-    return (measure_of(result) != VOTE_TO_SCREEN, result["target"] != "stack", result["target"], count)
+    return (measure_of(result) != VOTE_TO_SCREEN, not result["target"].startswith("stack"), result["target"], count)
 
 
 def render(results: list[dict]) -> str:
