@@ -47,6 +47,7 @@ LEFT_AT_DEFAULT = {
     "DB_HEALTH_CHECKS": "A dropped connection costs one 503, not a round trip on every request (settings.py).",
     "DB_DISABLE_SERVER_SIDE_CURSORS": "Off for PostgreSQL itself; 1 behind PgBouncer's transaction pooling.",
     "SQLITE_PATH": "Read only without DATABASE_URL, which the Secret sets.",
+    "REDIS_SHARD_URLS": "One Redis (REDIS_URL) unless sharded: docs/deploy-k8s.md adds the list to every pod.",
     "LIVE_SENDS_PER_SECOND": _MEASURED,
     "WS_SOCKETS_PER_NETWORK": _MEASURED,
     "SECURE_HSTS_SECONDS": "A year, once SECURE_SSL_REDIRECT is on.",
