@@ -175,6 +175,10 @@ def seed_event(site: Site, count: int) -> dict:
     return site.create_event(title="Load test event", questions=questions)
 
 
+# The seeded ratings' range.
+SCALE = {"scale_min": 1, "scale_max": 5}
+
+
 def seed_question(number: int) -> dict:
     """Of every four questions: a word cloud of up to 3 words, a rating 1–5, one single choice, one "pick
     up to 2" (the question kinds' share of the load; a short hall run shows the first two kinds first)."""
@@ -188,6 +192,3 @@ def seed_question(number: int) -> dict:
         "choices": ["Red", "Green", "Blue", "Yellow"],
         "max_choices": 2 if number % 4 == 0 else 1,
     }
-
-
-SCALE = {"scale_min": 1, "scale_max": 5}

@@ -114,10 +114,15 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
 
 
+def form_token(page: str) -> str:
+    """The CSRF token of the form on `page` (its cookie is in the session that fetched it)."""
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+
+
 def create_poll(base_url: str, **fields) -> tuple[str, str]:
     """Creates a poll through the landing form; returns its slug and owner page path."""
     session = requests.Session()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', session.get(f"{base_url}/").text).group(1)
+    token = form_token(session.get(f"{base_url}/").text)
     data = {"question": "Which talk next?", "choices": ["Databases", "Browsers"], "max_choices": 1}
     data |= {"results_visibility": "always", "dedupe": "none", "csrfmiddlewaretoken": token} | fields
     response = session.post(f"{base_url}/polls/new/", data=data, allow_redirects=False)
@@ -130,8 +135,7 @@ def vote_on_the_form(base_url: str, slug: str, fields: dict) -> None:
     """One ballot through the poll page's vote form, as a browser without JavaScript sends it (a new
     browser each time: its own voter cookie)."""
     session = requests.Session()
-    page = session.get(f"{base_url}/p/{slug}/").text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    token = form_token(session.get(f"{base_url}/p/{slug}/").text)
     response = session.post(
         f"{base_url}/p/{slug}/vote/",
         data={**fields, "csrfmiddlewaretoken": token},
