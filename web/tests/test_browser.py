@@ -100,11 +100,13 @@ def test_a_poll_is_created_voted_on_from_two_browsers_and_a_repeat_vote_is_refus
     expect(guest_page.locator("#results-total")).to_have_text("2")
     expect(guest_page.locator(".bar").nth(2)).to_contain_text("0% · 0 votes")
 
-    # The owner's chart draws this minute's two votes as the tallest bar, and says so in text.
+    # The owner's chart draws the busiest minute as the tallest bar, and says so in text. The two votes
+    # may fall either side of a minute's turn: then two bars share the top, and the table has two rows.
     page.goto(manage_url)
     expect(page.locator("#vote-chart")).to_contain_text("2 votes in the last hour")
-    assert page.locator('.minute-fill[height="100"]').bounding_box()["height"] > 50
-    expect(page.locator("#vote-chart").get_by_role("table")).to_contain_text("2 votes")
+    assert page.locator('.minute-fill[height="100"]').first.bounding_box()["height"] > 50
+    minute_votes = page.locator("#vote-chart").get_by_role("table").locator("tbody td").all_inner_texts()
+    assert sum(int(text.split()[0]) for text in minute_votes) == 2
 
     # The share box's QR code is drawn and scans as the poll's link.
     qr = guest_page.locator("img.share-qr")
