@@ -10,8 +10,9 @@ Channel layers deliver at most once; as every push carries the whole tally, a lo
 the next, and every (re)connect gets a snapshot. A version lower than one already sent for a poll
 (Redis lost recent increments) is held back until the tally catches up or the reconciler repairs it.
 
-In production one `manage.py broadcast` process runs it; in embedded mode it is a background task
-of the single ASGI process (see `realtime.lifespan`).
+In production `manage.py broadcast` runs it, in as many processes as wanted: they share a lease in
+Redis and the one holding it sends, the others stand by (`realtime.leadership`). In embedded mode it
+is a background task of the single ASGI process (see `realtime.lifespan`).
 """
 
 import asyncio
@@ -19,7 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from channels.db import database_sync_to_async
 from django.utils import timezone
@@ -28,6 +29,7 @@ from polls import events, selectors
 from polls.models import Poll
 from polls.tallies.changes import tally_mark_changed, tally_pop_changed
 from realtime.event_live import EventView, event_group, event_views
+from realtime.leadership import LEASE_SECONDS, BroadcastLease
 from realtime.live import LiveView, audience_group, live_views
 from realtime.presence import presence_watched_poll_ids
 
@@ -56,35 +58,68 @@ class Push:
 
 
 class Broadcaster:
-    def __init__(self, channel_layer) -> None:
+    def __init__(self, channel_layer, *, lease: BroadcastLease | None = None) -> None:
         self.channel_layer = channel_layer
+        self.lease = lease  # None: the only broadcaster (embedded mode, tests)
         self._sent: OrderedDict[tuple, LiveView | EventView] = OrderedDict()
         self._sent_bytes = 0
         self._deadlines_checked_at: datetime = timezone.now()
         self._deadlines_checked_monotonic = time.monotonic()
 
     async def run(self) -> None:
-        """Ticks until cancelled; a failing tick is logged and the next one tries again."""
-        while True:
-            started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception:
-                logger.exception("Broadcaster tick failed; the next tick retries")
-            await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
+        """Ticks until cancelled (while holding the lease, if any); a failing tick is logged and the next
+        one tries again. Cancelled, it releases the lease so a standby takes over at once."""
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    if await self._may_tick():
+                        await self.tick()
+                except Exception:
+                    logger.exception("Broadcaster tick failed; the next tick retries")
+                await asyncio.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))
+        finally:
+            if self.lease is not None:
+                await self.lease.release()
+
+    async def _may_tick(self) -> bool:
+        if self.lease is None:
+            return True
+        if not await self.lease.hold():
+            return False
+        if self.lease.taken_over:
+            # Another broadcaster may have pushed since this one last did: what it remembers sending is
+            # no longer what viewers show. And the deadlines the last holder had not checked yet are due.
+            self._sent.clear()
+            self._sent_bytes = 0
+            self._deadlines_checked_at = timezone.now() - timedelta(seconds=LEASE_SECONDS + DEADLINE_CHECK_SECONDS)
+        return True
 
     async def tick(self) -> int:
         """One round: returns the number of group messages sent."""
         pushes = await database_sync_to_async(self.collect)()
-        for push in pushes:
+        if pushes and self.lease is not None:
+            await self.lease.hold()  # renewed for the sends, so a slow collect does not use up their time
+        for sent, push in enumerate(pushes):
+            if self.lease is not None and not self.lease.held():
+                # The tick outlived the lease: another broadcaster may hold it now, and pushes of two
+                # senders have no order. It pushes the rest.
+                logger.warning("Lease ran out mid-tick: %d pushes left to the next holder", len(pushes) - sent)
+                await self._give_back(pushes[sent:])
+                return sent
             try:
                 await self.channel_layer.group_send(push.group, push.message)
             except Exception:
-                # Not sent: forget it so it is not taken for a duplicate, and ask for another try.
-                self._remember(push.key, None)
-                await database_sync_to_async(tally_mark_changed)(poll=push.poll)
+                await self._give_back([push])
                 raise
         return len(pushes)
+
+    async def _give_back(self, unsent: list[Push]) -> None:
+        """Not sent: forgets them, so they are not taken for duplicates, and asks for another try."""
+        for push in unsent:
+            self._remember(push.key, None)
+        for poll in {push.poll.id: push.poll for push in unsent}.values():
+            await database_sync_to_async(tally_mark_changed)(poll=poll)
 
     def collect(self) -> list[Push]:
         """The pushes of this tick (runs in a thread: it reads the database and Redis)."""

@@ -110,6 +110,16 @@ def broadcaster(env: dict[str, str], log: Path) -> Server:
     return Server([sys.executable, "manage.py", "broadcast"], port=None, env=env, log=log)
 
 
+def test_database_env(**extra: str) -> dict[str, str]:
+    """This process's environment with DATABASE_URL naming pytest's test database (from a test that
+    holds a database: the connection's settings are the test database's by then), for server processes."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    return os.environ | {"DATABASE_URL": database_url} | extra
+
+
 def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
 

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, connections
 
 from crowdtick.celery import app as celery_app
+from crowdtick.tests import processes
 from polls import selectors, services, tasks, upkeep
 from polls.models import Ballot
 from polls.redis_client import redis_for_poll, redis_servers
@@ -72,13 +73,7 @@ def record_counts(poll):
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup, django_db_blocker):
     """A real `celery worker` process on the test database and the test Redis."""
-    db = connection.settings_dict
-    database_url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = os.environ | {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-    }
+    env = processes.test_database_env(REDIS_URL=settings.REDIS_URL, SECRET_KEY=settings.SECRET_KEY)
     command = [
         sys.executable,
         "-m",

@@ -117,14 +117,7 @@ def test_results_page_and_kiosk_update_without_reload_and_after_a_server_restart
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(not settings.REDIS_URL, reason="several processes share a channel layer only through Redis")
 def test_a_vote_through_the_wsgi_server_reaches_a_viewer_of_another_asgi_process(chromium, tmp_path):
-    from django.db import connection
-
-    database = connection.settings_dict
-    env = os.environ | {
-        "SECRET_KEY": "browser-test",
-        "RATELIMIT_ENABLE": "0",
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-    }
+    env = processes.test_database_env(SECRET_KEY="browser-test", RATELIMIT_ENABLE="0")
     servers = [
         processes.gunicorn(processes.free_port(), env, tmp_path / "gunicorn.log"),
         processes.uvicorn(processes.free_port(), env, tmp_path / "ws1.log", lifespan="off"),
