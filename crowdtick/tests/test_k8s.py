@@ -369,13 +369,28 @@ def test_each_process_can_write_where_it_writes_on_its_read_only_root(objects):
         assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on several nodes
 
 
-def test_beat_and_the_broadcaster_each_run_alone_even_during_a_rollout(objects):
-    found = workloads(objects)
+def test_beat_runs_alone_even_during_a_rollout(objects):
+    beat = workloads(objects)["beat"]
     scaled = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in of_kind(objects, "HorizontalPodAutoscaler")}
-    for component in ("beat", "broadcaster"):
-        spec = found[component]["spec"]
-        assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}, component
-        assert found[component]["metadata"]["name"] not in scaled
+    assert beat["spec"]["replicas"] == 1 and beat["spec"]["strategy"] == {"type": "Recreate"}
+    assert beat["metadata"]["name"] not in scaled
+
+
+def test_a_standby_broadcaster_runs_through_rollouts_and_drains(objects):
+    """Two replicas share the lease (realtime/leadership.py): one is always there to hold it."""
+    broadcaster = workloads(objects)["broadcaster"]
+    spec = broadcaster["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] < spec["replicas"]
+    (budget,) = [
+        b for b in of_kind(objects, "PodDisruptionBudget") if selects(b["spec"]["selector"], pod_labels(broadcaster))
+    ]
+    assert budget["spec"]["maxUnavailable"] < spec["replicas"]
+    assert the_container(broadcaster)["command"] == [
+        "python",
+        "manage.py",
+        "broadcast",
+    ]  # the command that takes the lease
 
 
 def test_web_and_ws_scale_on_cpu_and_keep_pods_through_disruptions(objects):
@@ -394,7 +409,7 @@ def test_web_and_ws_scale_on_cpu_and_keep_pods_through_disruptions(objects):
         for component, workload in found.items()
         if selects(budget["spec"]["selector"], pod_labels(workload))
     }
-    assert budgeted == {"web", "ws", "worker"}
+    assert budgeted == {"web", "ws", "worker", "broadcaster"}
 
 
 def test_each_pod_has_time_to_finish_after_its_pre_stop_pause(objects):
